@@ -1,0 +1,5 @@
+"""The etcd v3 API messages: our ``.proto`` sources and the modules generated from them.
+
+``rpc_pb2`` (package ``etcdserverpb``), ``kv_pb2`` (``mvccpb``), ``auth_pb2`` (``authpb``) and
+``health_pb2`` (``grpc.health.v1``) keep etcd's package names, message names and field numbers.
+"""
