@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IStore(Interface):
@@ -20,6 +20,8 @@ class IStore(Interface):
     changes anything takes exactly the next revision; commits become visible in revision
     order, whichever server of those sharing the database made them.
     """
+
+    cluster_id = Attribute("This database's cluster ID: a positive 64-bit integer chosen when the schema was created.")
 
     def range(request):
         """Run a ``RangeRequest``; fires with a ``RangeResponse``."""
@@ -55,7 +57,12 @@ class IStore(Interface):
         """
 
     def notify_commits(observer: Callable[[int], None]):
-        """Call ``observer(revision)`` after each local commit that took a revision."""
+        """Call ``observer(revision)`` in the reactor thread when a commit took ``revision``.
+
+        Local commits are always reported at once.  Commits by other servers sharing the
+        database are reported only where the database can push them (PostgreSQL
+        LISTEN/NOTIFY); elsewhere the watch follower finds them by polling ``changes``.
+        """
 
     def lease_grant(lease_id, ttl, now):
         """Create a lease (``lease_id`` 0: pick a random positive one); fires with a ``Lease``."""

@@ -1,0 +1,1 @@
+"""The etcd v3 services: protobuf in, store calls, protobuf out."""
