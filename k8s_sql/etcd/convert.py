@@ -1,12 +1,20 @@
-"""Conversions between the store's records and etcd's ``mvccpb`` messages."""
+"""Conversions between the store's model and etcd's protobuf messages.
+
+Requests go from ``etcdserverpb`` to ``k8s_sql.store.model``; results come back with a
+``ResponseHeader`` made by an ``Identity``.  Nothing here talks to the store.
+"""
 
 from __future__ import annotations
 
-from k8s_sql.proto import kv_pb2
-from k8s_sql.store.model import Event, KeyValue
+from typing import Callable
+
+from k8s_sql.etcd.errors import INVALID_SORT_OPTION
+from k8s_sql.etcd.header import Identity
+from k8s_sql.proto import kv_pb2, rpc_pb2
+from k8s_sql.store import model
 
 
-def kv_message(kv: KeyValue) -> kv_pb2.KeyValue:
+def kv_message(kv: model.KeyValue) -> kv_pb2.KeyValue:
     """The ``mvccpb.KeyValue`` for a stored key version."""
     return kv_pb2.KeyValue(
         key=kv.key,
@@ -18,9 +26,154 @@ def kv_message(kv: KeyValue) -> kv_pb2.KeyValue:
     )
 
 
-def event_message(event: Event) -> kv_pb2.Event:
-    """The ``mvccpb.Event`` for a change; ``prev_kv`` is included when the store has it."""
+def event_message(event: model.Event, with_prev_kv: bool = True) -> kv_pb2.Event:
+    """The ``mvccpb.Event`` for a change, with ``prev_kv`` when asked for and known."""
     message = kv_pb2.Event(type=int(event.type), kv=kv_message(event.kv))
-    if event.prev_kv is not None:
+    if with_prev_kv and event.prev_kv is not None:
         message.prev_kv.CopyFrom(kv_message(event.prev_kv))
     return message
+
+
+# --- requests -------------------------------------------------------------------------
+
+
+def range_request(message: rpc_pb2.RangeRequest) -> model.RangeRequest:
+    """A store range from etcd's; unknown sort values are refused as etcd refuses them."""
+    try:
+        sort_order = model.SortOrder(message.sort_order)
+        sort_target = model.SortTarget(message.sort_target)
+    except ValueError:
+        raise INVALID_SORT_OPTION.exception() from None
+    return model.RangeRequest(
+        key=message.key,
+        range_end=message.range_end,
+        limit=message.limit,
+        revision=message.revision,
+        sort_order=sort_order,
+        sort_target=sort_target,
+        keys_only=message.keys_only,
+        count_only=message.count_only,
+        min_mod_revision=message.min_mod_revision,
+        max_mod_revision=message.max_mod_revision,
+        min_create_revision=message.min_create_revision,
+        max_create_revision=message.max_create_revision,
+    )
+
+
+def put_request(message: rpc_pb2.PutRequest) -> model.PutRequest:
+    """A store put from etcd's."""
+    return model.PutRequest(
+        key=message.key,
+        value=message.value,
+        lease=message.lease,
+        prev_kv=message.prev_kv,
+        ignore_value=message.ignore_value,
+        ignore_lease=message.ignore_lease,
+    )
+
+
+def delete_range_request(message: rpc_pb2.DeleteRangeRequest) -> model.DeleteRangeRequest:
+    """A store delete from etcd's."""
+    return model.DeleteRangeRequest(key=message.key, range_end=message.range_end, prev_kv=message.prev_kv)
+
+
+_COMPARE_OPERAND = {
+    model.CompareTarget.VERSION: "version",
+    model.CompareTarget.CREATE: "create_revision",
+    model.CompareTarget.MOD: "mod_revision",
+    model.CompareTarget.VALUE: "value",
+    model.CompareTarget.LEASE: "lease",
+}
+
+
+def compare(message: rpc_pb2.Compare) -> model.Compare:
+    """A store compare from etcd's; the operand is the union field the target names."""
+    target = model.CompareTarget(message.target)
+    return model.Compare(
+        target=target,
+        result=model.CompareResult(message.result),
+        key=message.key,
+        operand=getattr(message, _COMPARE_OPERAND[target]),
+        range_end=message.range_end,
+    )
+
+
+def txn_request(message: rpc_pb2.TxnRequest) -> model.TxnRequest:
+    """A store transaction from etcd's, nested transactions included."""
+    return model.TxnRequest(
+        compare=tuple(compare(c) for c in message.compare),
+        success=tuple(request_op(op) for op in message.success),
+        failure=tuple(request_op(op) for op in message.failure),
+    )
+
+
+_REQUEST_OPS: dict[str, Callable[..., model.RequestOp]] = {
+    "request_range": range_request,
+    "request_put": put_request,
+    "request_delete_range": delete_range_request,
+    "request_txn": txn_request,
+}
+
+
+def request_op(message: rpc_pb2.RequestOp) -> model.RequestOp:
+    """One operation of a transaction branch.
+
+    An empty ``RequestOp`` is read as an empty range, which the store refuses for its
+    missing key, as etcd does.
+    """
+    which = message.WhichOneof("request")
+    if which is None:
+        return model.RangeRequest(key=b"")
+    return _REQUEST_OPS[which](getattr(message, which))
+
+
+# --- responses ------------------------------------------------------------------------
+
+
+def range_response(result: model.RangeResponse, identity: Identity) -> rpc_pb2.RangeResponse:
+    """etcd's RangeResponse for a store result."""
+    return rpc_pb2.RangeResponse(
+        header=identity.header(result.revision),
+        kvs=[kv_message(kv) for kv in result.kvs],
+        more=result.more,
+        count=result.count,
+    )
+
+
+def put_response(result: model.PutResponse, identity: Identity) -> rpc_pb2.PutResponse:
+    """etcd's PutResponse for a store result."""
+    message = rpc_pb2.PutResponse(header=identity.header(result.revision))
+    if result.prev_kv is not None:
+        message.prev_kv.CopyFrom(kv_message(result.prev_kv))
+    return message
+
+
+def delete_range_response(
+    result: model.DeleteRangeResponse, identity: Identity
+) -> rpc_pb2.DeleteRangeResponse:
+    """etcd's DeleteRangeResponse for a store result."""
+    return rpc_pb2.DeleteRangeResponse(
+        header=identity.header(result.revision),
+        deleted=result.deleted,
+        prev_kvs=[kv_message(kv) for kv in result.prev_kvs],
+    )
+
+
+def txn_response(result: model.TxnResponse, identity: Identity) -> rpc_pb2.TxnResponse:
+    """etcd's TxnResponse for a store result; every inner response keeps its own header."""
+    return rpc_pb2.TxnResponse(
+        header=identity.header(result.revision),
+        succeeded=result.succeeded,
+        responses=[response_op(r, identity) for r in result.responses],
+    )
+
+
+def response_op(result: model.ResponseOp, identity: Identity) -> rpc_pb2.ResponseOp:
+    """One inner response of a transaction."""
+    if isinstance(result, model.RangeResponse):
+        return rpc_pb2.ResponseOp(response_range=range_response(result, identity))
+    if isinstance(result, model.PutResponse):
+        return rpc_pb2.ResponseOp(response_put=put_response(result, identity))
+    if isinstance(result, model.DeleteRangeResponse):
+        return rpc_pb2.ResponseOp(response_delete_range=delete_range_response(result, identity))
+    return rpc_pb2.ResponseOp(response_txn=txn_response(result, identity))
