@@ -13,7 +13,40 @@ from typing import Callable
 from zope.interface import Attribute, Interface
 
 
-class IStore(Interface):
+class ILeaseStore(Interface):
+    """The lease rows, and the revision lease responses report.
+
+    The part of ``IStore`` the lease service and its sweeper use.  ``now`` is in seconds on
+    the caller's clock; deadlines are stored as absolute times, so a restart never expires
+    a lease early.
+    """
+
+    def current_revision():
+        """Fire with the newest committed revision."""
+
+    def lease_grant(lease_id, ttl, now):
+        """Create a lease (``lease_id`` 0: pick a random positive one); fires with a ``Lease``."""
+
+    def lease_revoke(lease_id):
+        """Delete a lease and its keys in one revision; fires with the current revision."""
+
+    def lease_renew(lease_id, now):
+        """Restart a lease's TTL from ``now``; fires with its TTL, or 0 when it does not exist."""
+
+    def lease_time_to_live(lease_id, keys, now):
+        """Fire with a ``LeaseTimeToLive`` (``ttl`` -1 when the lease does not exist)."""
+
+    def leases():
+        """Fire with the IDs of all leases."""
+
+    def expire_leases(now, limit):
+        """Revoke up to ``limit`` leases whose deadline is before ``now``; fires with their IDs.
+
+        Each expired lease is revoked exactly once, even when several servers sweep at once.
+        """
+
+
+class IStore(ILeaseStore):
     """A revision log with etcd's semantics, kept in one SQL database.
 
     Revisions start at 1 (a fresh store reports 1) and are never reused.  A write that
@@ -42,9 +75,6 @@ class IStore(Interface):
         ``FutureRevision`` when it is above the current revision.
         """
 
-    def current_revision():
-        """Fire with the newest committed revision."""
-
     def compact_revision():
         """Fire with the revision of the last compaction (0 when never compacted)."""
 
@@ -62,27 +92,6 @@ class IStore(Interface):
         Local commits are always reported at once.  Commits by other servers sharing the
         database are reported only where the database can push them (PostgreSQL
         LISTEN/NOTIFY); elsewhere the watch follower finds them by polling ``changes``.
-        """
-
-    def lease_grant(lease_id, ttl, now):
-        """Create a lease (``lease_id`` 0: pick a random positive one); fires with a ``Lease``."""
-
-    def lease_revoke(lease_id):
-        """Delete a lease and its keys in one revision; fires with the current revision."""
-
-    def lease_renew(lease_id, now):
-        """Restart a lease's TTL from ``now``; fires with its TTL, or 0 when it does not exist."""
-
-    def lease_time_to_live(lease_id, keys, now):
-        """Fire with a ``LeaseTimeToLive`` (``ttl`` -1 when the lease does not exist)."""
-
-    def leases():
-        """Fire with the IDs of all leases."""
-
-    def expire_leases(now, limit):
-        """Revoke up to ``limit`` leases whose deadline is before ``now``; fires with their IDs.
-
-        Each expired lease is revoked exactly once, even when several servers sweep at once.
         """
 
     def close():
