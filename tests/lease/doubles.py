@@ -1,15 +1,22 @@
-"""An in-memory ``ILeaseStore`` with etcd's lease rules, for unit tests of the lease layer.
+"""Test doubles of the lease layer's collaborators: an in-memory ``ILeaseStore`` with
+etcd's lease rules, a scripted ``IServerCall`` and a recording ``IMethodRegistry``.
 
-It keeps leases, the keys attached to them and a revision counter, so that tests can check
-what the service reports and what expiry deletes.  ``hold`` and ``fail_next`` let a test
-control when and how ``expire_leases`` answers.
+The store keeps leases, the keys attached to them and a revision counter, so that tests can
+check what the service reports and what expiry deletes.  ``hold`` and ``fail_next`` let a
+test control when and how ``expire_leases`` answers.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any, Callable
+
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
+
+from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
+from k8s_sql.grpc.status import GRPCError, StatusCode
 
 from k8s_sql.store import errors
 from k8s_sql.store.interfaces import ILeaseStore
@@ -36,6 +43,8 @@ class MemoryLeaseStore:
         #: Errors the next calls of ``expire_leases`` fail with, first one first.
         self.fail_next: list[Exception] = []
         self.expire_calls: list[tuple[float, int]] = []
+        #: The names of the ILeaseStore methods called, in order.
+        self.calls: list[str] = []
 
     # --- helpers for tests ------------------------------------------------------------
 
@@ -54,9 +63,11 @@ class MemoryLeaseStore:
     # --- ILeaseStore --------------------------------------------------------------------
 
     def current_revision(self) -> Deferred[int]:
+        self.calls.append("current_revision")
         return succeed(self.revision)
 
     def lease_grant(self, lease_id: int, ttl: int, now: float) -> Deferred[Lease]:
+        self.calls.append("lease_grant")
         if ttl > MAX_TTL:
             return fail(errors.LeaseTTLTooLarge())
         while lease_id == 0:
@@ -68,12 +79,14 @@ class MemoryLeaseStore:
         return succeed(lease)
 
     def lease_revoke(self, lease_id: int) -> Deferred[int]:
+        self.calls.append("lease_revoke")
         if lease_id not in self.rows:
             return fail(errors.LeaseNotFound())
         self._revoke(lease_id)
         return succeed(self.revision)
 
     def lease_renew(self, lease_id: int, now: float) -> Deferred[int]:
+        self.calls.append("lease_renew")
         lease = self.rows.get(lease_id)
         if lease is None or lease.deadline < now:
             return succeed(0)
@@ -81,6 +94,7 @@ class MemoryLeaseStore:
         return succeed(lease.granted_ttl)
 
     def lease_time_to_live(self, lease_id: int, keys: bool, now: float) -> Deferred[LeaseTimeToLive]:
+        self.calls.append("lease_time_to_live")
         lease = self.rows.get(lease_id)
         if lease is None or lease.deadline < now:
             return succeed(LeaseTimeToLive(lease_id, -1))
@@ -88,9 +102,11 @@ class MemoryLeaseStore:
         return succeed(LeaseTimeToLive(lease_id, int(lease.deadline - now), lease.granted_ttl, attached))
 
     def leases(self) -> Deferred[list[int]]:
+        self.calls.append("leases")
         return succeed(list(self.rows))
 
     def expire_leases(self, now: float, limit: int) -> Deferred[list[int]]:
+        self.calls.append("expire_leases")
         self.expire_calls.append((now, limit))
         if self.fail_next:
             return fail(self.fail_next.pop(0))
@@ -117,3 +133,80 @@ class MemoryLeaseStore:
         for key in doomed:
             del self.keys[key]
             self.deleted.append((self.revision, key))
+
+
+@implementer(IServerCall)
+class ScriptedCall:
+    """One streaming call driven by the test: it queues what the client sends and holds
+    what the handler sends until the test lets it through."""
+
+    method = "/etcdserverpb.Lease/LeaseKeepAlive"
+    metadata: tuple[tuple[str, str | bytes], ...] = ()
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    deadline = None
+
+    def __init__(self, flowing: bool = True) -> None:
+        self.incoming: list[Any] = []
+        self.waiting: Deferred[Any] | None = None
+        self.sent: list[Any] = []
+        #: While false, ``send`` answers with pending Deferreds kept in ``blocked``.
+        self.flowing = flowing
+        self.blocked: list[Deferred[None]] = []
+        self.trailers: list[tuple[str, str | bytes]] = []
+
+    def client_sends(self, message: Any) -> None:
+        """Deliver a request message (``None``: the client half-closes)."""
+        if self.waiting is not None:
+            waiting, self.waiting = self.waiting, None
+            waiting.callback(message)
+        else:
+            self.incoming.append(message)
+
+    def receive(self) -> Deferred[Any]:
+        if self.incoming:
+            return succeed(self.incoming.pop(0))
+        self.waiting = Deferred(lambda _: self._forget())
+        return self.waiting
+
+    def _forget(self) -> None:
+        self.waiting = None
+
+    def send(self, message: Any) -> Deferred[None]:
+        self.sent.append(message)
+        if self.flowing:
+            return succeed(None)
+        window: Deferred[None] = Deferred()
+        self.blocked.append(window)
+        return window
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self.trailers.extend(metadata)
+
+
+@implementer(IMethodRegistry)
+class RecordingRegistry:
+    """A method table that records what was registered, by kind."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, tuple[str, Callable[..., Any], Callable[[bytes], Any], Callable[[Any], bytes]]] = {}
+
+    def _add(self, kind: str, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
+        self.methods[path] = (kind, handler, deserialize, serialize)
+
+    def unary(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
+        self._add("unary", path, handler, deserialize, serialize)
+
+    def server_stream(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
+        self._add("server_stream", path, handler, deserialize, serialize)
+
+    def client_stream(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
+        self._add("client_stream", path, handler, deserialize, serialize)
+
+    def bidi(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
+        self._add("bidi", path, handler, deserialize, serialize)
+
+    def lookup(self, path: str) -> Any:
+        try:
+            return self.methods[path]
+        except KeyError:
+            raise GRPCError(StatusCode.UNIMPLEMENTED, f"unknown method {path}") from None
