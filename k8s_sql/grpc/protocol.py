@@ -1,0 +1,453 @@
+"""gRPC over one HTTP/2 connection, as a Twisted protocol, and the factory that serves it.
+
+:class:`GRPCProtocol` feeds received bytes to an h2 state machine, dispatches its events
+to one :class:`~k8s_sql.grpc.stream.ServerCall` per stream and writes what h2 produces.
+It owns connection-wide flow control (acknowledging received data, sharing the client's
+window between streams, pausing when the transport's buffer is full) and graceful
+shutdown with GOAWAY.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    PingAckReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from k8s_sql.grpc.headers import RequestRejected, parse_request, rejection_headers
+from k8s_sql.grpc.interfaces import IMethodRegistry
+from k8s_sql.grpc.status import GRPCError, StatusCode
+from k8s_sql.grpc.stream import CallLimits, ServerCall
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: The PING payload that marks the end of the first phase of a graceful close.
+DRAIN_PING = b"drain\x00\x00\x00"
+_MAX_STREAM_ID = 2**31 - 1
+_DEFAULT_WINDOW = 65535
+
+#: ``call_observer(method, code, duration)``: see :class:`GRPCServerFactory`.
+CallObserver = Callable[[str, StatusCode, float], None]
+
+
+@implementer(IPushProducer)
+class GRPCProtocol(Protocol):
+    """One HTTP/2 connection carrying gRPC calls (server side)."""
+
+    log = Logger()
+
+    def __init__(self, factory: GRPCServerFactory) -> None:
+        self.factory = factory
+        self._h2 = H2Connection(factory._h2_config)
+        self._h2.local_settings = Settings(client=False, initial_values=factory._local_settings)
+        self._calls: dict[int, ServerCall] = {}
+        # Calls with output waiting for flow-control window or transport room, in turn order.
+        self._waiting: dict[ServerCall, None] = {}
+        self._peer: Any = None
+        self._paused = False
+        self._receiving = False
+        self._closed = False
+        self._unacked = 0
+        self._draining = False
+        self._last_stream_id: int | None = None
+        self._abort_timer: IDelayedCall | None = None
+
+    @property
+    def open_calls(self) -> int:
+        """How many calls are in progress on this connection."""
+        return len(self._calls)
+
+    def buffered(self) -> int:
+        """Response bytes accepted from handlers and not yet handed to HTTP/2."""
+        return sum(call.buffered for call in self._calls.values())
+
+    # Protocol
+
+    def connectionMade(self) -> None:
+        """Send the server preface (SETTINGS) and open the connection window."""
+        h2 = self._h2
+        h2.initiate_connection()
+        extra = self.factory.connection_window_size - _DEFAULT_WINDOW
+        if extra > 0:
+            h2.increment_flow_control_window(extra)
+        self._peer = self.transport.getPeer()
+        self.transport.registerProducer(self, True)
+        self._write()
+        self.factory._connection_made(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed h2 and dispatch what it makes of the bytes; answer in one write."""
+        if self._closed:
+            return
+        self._receiving = True
+        try:
+            try:
+                events = self._h2.receive_data(data)
+            except ProtocolError as e:
+                self.log.debug("HTTP/2 error from {peer}: {error!r}", peer=self._peer, error=e)
+                self._close_now()
+                return
+            handlers = _EVENT_HANDLERS
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+                    if self._closed:
+                        break
+        finally:
+            self._receiving = False
+        self._write()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Cancel every call still running and forget the connection."""
+        self._closed = True
+        timer, self._abort_timer = self._abort_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        for call in list(self._calls.values()):
+            call.connection_lost()
+        self._waiting.clear()
+        self.factory._connection_lost(self)
+
+    # IPushProducer: the transport asks us to stop writing while its buffer is full.
+
+    def pauseProducing(self) -> None:
+        """Stop handing response data to the transport."""
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """The transport has room again: continue waiting output."""
+        self._paused = False
+        self._flush_waiting()
+
+    def stopProducing(self) -> None:
+        """The transport is going away; ``connectionLost`` does the cleanup."""
+
+    # Graceful shutdown
+
+    def drain(self) -> None:
+        """Begin a graceful close: accept no new calls, close once in-flight calls end.
+
+        As HTTP/2 suggests, a first GOAWAY (last stream 2^31-1) and a PING tell the
+        client to stop opening streams; once the PING returns, a second GOAWAY names
+        the last stream accepted and later ones are refused.
+        """
+        if self._draining or self._closed:
+            return
+        self._draining = True
+        self._send_goaway(_MAX_STREAM_ID)
+        self._h2.ping(DRAIN_PING)
+        self._write()
+
+    def stop(self, abort_after: float) -> None:
+        """End every call UNAVAILABLE and close; drop the connection after ``abort_after`` s."""
+        if self._closed:
+            return
+        for call in list(self._calls.values()):
+            call.abort(StatusCode.UNAVAILABLE, "the server is shutting down")
+        if self._last_stream_id is None:
+            self._last_stream_id = self._h2.highest_inbound_stream_id
+            self._send_goaway(self._last_stream_id)
+        self._close_now()
+        self._abort_timer = self.factory.reactor.callLater(abort_after, self.transport.abortConnection)
+
+    # For ServerCall (stream.py and this module are the two halves of a connection)
+
+    def _write(self) -> None:
+        """Hand what h2 has produced to the transport (once per batch of received data)."""
+        if not self._receiving:
+            data = self._h2.data_to_send()
+            if data:
+                self.transport.write(data)
+
+    def _wait_for_room(self, call: ServerCall) -> None:
+        self._waiting[call] = None
+
+    def _remote_open(self, stream_id: int) -> bool:
+        """Whether the client may still send on ``stream_id``."""
+        stream = self._h2.streams.get(stream_id)
+        return stream is not None and not stream.closed
+
+    def _call_finished(self, call: ServerCall, code: StatusCode, duration: float) -> None:
+        del self._calls[call._id]
+        self._waiting.pop(call, None)
+        self.factory._call_finished(call.method, code, duration)
+        if self._draining:
+            self._close_if_idle()
+
+    # Events
+
+    def _request_received(self, event: RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self._last_stream_id is not None and stream_id > self._last_stream_id:
+            self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        factory = self.factory
+        try:
+            head = parse_request(event.headers)
+            method = factory.registry.lookup(head.path)
+        except RequestRejected as e:
+            self._reject(stream_id, e.http_status, e)
+            return
+        except GRPCError as e:
+            self._reject(stream_id, 200, e)
+            return
+        call = ServerCall(self, stream_id, method, head, factory._limits, factory.reactor, self._peer)
+        self._calls[stream_id] = call
+        factory.open_calls += 1
+        call.start()
+
+    def _reject(self, stream_id: int, http_status: int, error: GRPCError | RequestRejected) -> None:
+        self._h2.send_headers(stream_id, rejection_headers(http_status, error), end_stream=True)
+        if self._remote_open(stream_id):
+            self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        self.factory._observe("", error.code, 0.0)
+
+    def _data_received(self, event: DataReceived) -> None:
+        length = event.flow_controlled_length
+        if length:
+            # The connection window reopens at once, so that a stream whose handler
+            # reads slowly (its own window closes) cannot stall the others.
+            self._unacked += length
+            if self._unacked >= self.factory._connection_ack_threshold:
+                self._h2.increment_flow_control_window(self._unacked)
+                self._unacked = 0
+        call = self._calls.get(event.stream_id)
+        if call is not None:
+            call.data_received(event.data, length, event.stream_ended is not None)
+
+    def _stream_ended(self, event: StreamEnded) -> None:
+        call = self._calls.get(event.stream_id)
+        if call is not None:
+            call.end_of_stream()
+
+    def _stream_reset(self, event: StreamReset) -> None:
+        call = self._calls.get(event.stream_id)
+        if call is not None:
+            call.reset_by_peer()
+
+    def _window_updated(self, event: WindowUpdated) -> None:
+        if event.stream_id == 0:
+            self._flush_waiting()
+            return
+        call = self._calls.get(event.stream_id)
+        if call is not None and call in self._waiting:
+            del self._waiting[call]
+            call.flush()
+
+    def _settings_changed(self, event: RemoteSettingsChanged) -> None:
+        if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self._flush_waiting()
+
+    def _ping_acknowledged(self, event: PingAckReceived) -> None:
+        if event.ping_data == DRAIN_PING and self._draining and self._last_stream_id is None:
+            self._last_stream_id = self._h2.highest_inbound_stream_id
+            self._send_goaway(self._last_stream_id)
+            self._close_if_idle()
+
+    def _connection_terminated(self, event: ConnectionTerminated) -> None:
+        # The client sent GOAWAY; h2 will send nothing more on this connection.
+        self._close_now()
+
+    # Internals
+
+    def _flush_waiting(self) -> None:
+        """Give waiting calls their turn, in order, while there is room."""
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        h2 = self._h2
+        for index, call in enumerate(waiting):
+            if self._paused or h2.outbound_flow_control_window <= 0:
+                # Those not served keep their place ahead of those that just had a turn.
+                again = self._waiting
+                self._waiting = dict.fromkeys(waiting[index:])
+                self._waiting.update(again)
+                return
+            call.flush()
+
+    def _send_goaway(self, last_stream_id: int) -> None:
+        # Written directly: once h2 itself sends GOAWAY it refuses to send anything
+        # more, and the calls in flight still have to finish.
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        self.transport.write(self._h2.data_to_send() + frame.serialize())
+
+    def _close_if_idle(self) -> None:
+        if self._last_stream_id is not None and not self._calls and not self._closed:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        """Stop reading, cancel what still runs, close once written output is flushed."""
+        self._closed = True
+        for call in list(self._calls.values()):
+            call.connection_lost()
+        # Some transports (TLS) drop what is written after loseConnection.
+        data = self._h2.data_to_send()
+        if data:
+            self.transport.write(data)
+        self.transport.loseConnection()
+
+
+_EVENT_HANDLERS: dict[type, Callable[[GRPCProtocol, Any], None]] = {
+    RequestReceived: GRPCProtocol._request_received,
+    DataReceived: GRPCProtocol._data_received,
+    StreamEnded: GRPCProtocol._stream_ended,
+    StreamReset: GRPCProtocol._stream_reset,
+    WindowUpdated: GRPCProtocol._window_updated,
+    RemoteSettingsChanged: GRPCProtocol._settings_changed,
+    PingAckReceived: GRPCProtocol._ping_acknowledged,
+    ConnectionTerminated: GRPCProtocol._connection_terminated,
+}
+
+
+class GRPCServerFactory(Factory):
+    """Serves the methods of ``registry`` on every connection it builds protocols for.
+
+    :param max_receive_message_length: the largest request message accepted (bytes,
+        before and after decompression); larger ones end their call RESOURCE_EXHAUSTED.
+    :param initial_window_size: each stream's receive window, advertised in SETTINGS;
+        it also bounds the unread request bytes buffered per call.
+    :param connection_window_size: the connection's receive window.
+    :param max_concurrent_streams: advertised in SETTINGS (etcd: 2^32-1).
+    :param max_header_list_size: the largest request header block accepted.
+    :param send_buffer: response bytes a call may buffer beyond the client's window
+        before ``IServerCall.send`` stops firing at once.
+    :param call_observer: called as ``call_observer(method, code, duration)`` when a
+        call ends: its registered path (``""`` for a request refused before reaching a
+        method), its :class:`StatusCode` (CANCELLED when the client went away) and its
+        duration in reactor seconds.  A hook for metrics; it must not block.
+    :param abort_after: after a shutdown's grace period, how long closing connections
+        may take to flush before they are dropped.
+    """
+
+    log = Logger()
+    noisy = False
+
+    def __init__(self, registry: IMethodRegistry, reactor: IReactorTime, *,
+                 max_receive_message_length: int = 2 * MiB,
+                 initial_window_size: int = 1 * MiB,
+                 connection_window_size: int = 16 * MiB,
+                 max_concurrent_streams: int = 2**32 - 1,
+                 max_header_list_size: int = 64 * KiB,
+                 send_buffer: int = 64 * KiB,
+                 call_observer: CallObserver | None = None,
+                 abort_after: float = 5.0) -> None:
+        for name, value, low, high in (
+            ("max_receive_message_length", max_receive_message_length, 0, 2**32 - 1),
+            ("initial_window_size", initial_window_size, _DEFAULT_WINDOW, _MAX_STREAM_ID),
+            ("connection_window_size", connection_window_size, _DEFAULT_WINDOW, _MAX_STREAM_ID),
+            ("max_concurrent_streams", max_concurrent_streams, 1, 2**32 - 1),
+            ("max_header_list_size", max_header_list_size, 1, 2**32 - 1),
+            ("send_buffer", send_buffer, 0, 2**32 - 1),
+        ):
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be between {low} and {high}, not {value}")
+        self.registry = registry
+        self.reactor = reactor
+        self.call_observer = call_observer
+        self.connection_window_size = connection_window_size
+        self.abort_after = abort_after
+        #: The connections being served.
+        self.connections: set[GRPCProtocol] = set()
+        #: How many calls are in progress on all connections.
+        self.open_calls = 0
+        self._h2_config = H2Configuration(client_side=False, header_encoding=None)
+        self._local_settings = {
+            SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+            SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,
+            SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+        }
+        self._limits = CallLimits(
+            max_receive_message_length=max_receive_message_length,
+            receive_buffer=initial_window_size,
+            ack_threshold=initial_window_size // 4,
+            send_buffer=send_buffer,
+        )
+        self._connection_ack_threshold = connection_window_size // 4
+        self._draining = False
+        self._stopping = False
+        self._grace_timer: IDelayedCall | None = None
+        self._closed_waiters: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: Any) -> GRPCProtocol:
+        """A protocol for one new connection."""
+        return GRPCProtocol(self)
+
+    def buffered(self) -> int:
+        """Response bytes accepted from handlers and not yet handed to HTTP/2, in total."""
+        return sum(connection.buffered() for connection in self.connections)
+
+    def shutdown(self, grace: float) -> Deferred[None]:
+        """Close every connection gracefully; fire once all are closed.
+
+        Each connection gets GOAWAY at once; calls in flight may finish within ``grace``
+        seconds, after which they end UNAVAILABLE and the connections close.  Stop
+        listening first: connections accepted later are closed the same way.
+        """
+        closed: Deferred[None] = Deferred()
+        self._closed_waiters.append(closed)
+        if not self._draining:
+            self._draining = True
+            for connection in list(self.connections):
+                connection.drain()
+            self._grace_timer = self.reactor.callLater(grace, self._stop_all)
+        self._fire_if_closed()
+        return closed
+
+    def _stop_all(self) -> None:
+        self._grace_timer = None
+        self._stopping = True
+        for connection in list(self.connections):
+            connection.stop(self.abort_after)
+
+    def _connection_made(self, connection: GRPCProtocol) -> None:
+        self.connections.add(connection)
+        if self._stopping:
+            connection.stop(self.abort_after)
+        elif self._draining:
+            connection.drain()
+
+    def _connection_lost(self, connection: GRPCProtocol) -> None:
+        self.connections.discard(connection)
+        self._fire_if_closed()
+
+    def _fire_if_closed(self) -> None:
+        if self._draining and not self.connections and self._closed_waiters:
+            timer, self._grace_timer = self._grace_timer, None
+            if timer is not None:
+                timer.cancel()
+            waiters, self._closed_waiters = self._closed_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def _call_finished(self, method: str, code: StatusCode, duration: float) -> None:
+        self.open_calls -= 1
+        self._observe(method, code, duration)
+
+    def _observe(self, method: str, code: StatusCode, duration: float) -> None:
+        observer = self.call_observer
+        if observer is not None:
+            try:
+                observer(method, code, duration)
+            except Exception:
+                self.log.failure("The call observer failed")

@@ -1,0 +1,409 @@
+"""One gRPC call on one HTTP/2 stream: messages in and out, metadata, deadline, cancellation.
+
+:class:`ServerCall` is the per-stream half of a connection; :mod:`k8s_sql.grpc.protocol`
+owns the h2 connection and feeds each call its stream's events.  A call moves from
+*open* (its handler runs) to *ending* (its status is decided; buffered output and the
+trailers wait for flow-control window) to *closed* (trailers sent or stream reset).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from inspect import iscoroutine
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+
+from h2.errors import ErrorCodes
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from k8s_sql.grpc.framing import MessageReader, frame_message
+from k8s_sql.grpc.headers import RESPONSE_HEADERS, Header, RequestHead, encode_metadata, status_headers
+from k8s_sql.grpc.interfaces import IServerCall
+from k8s_sql.grpc.registry import CallKind, Method
+from k8s_sql.grpc.status import GRPCError, StatusCode
+
+if TYPE_CHECKING:
+    from k8s_sql.grpc.protocol import GRPCProtocol
+
+_OPEN = 0
+_ENDING = 1
+_CLOSED = 2
+
+_RETURNS_RESPONSE = (CallKind.UNARY, CallKind.CLIENT_STREAM)
+
+
+class CallLimits(NamedTuple):
+    """Per-call limits, fixed by the server factory."""
+
+    #: The largest request message accepted, before and after decompression.
+    max_receive_message_length: int
+    #: Request bytes a handler may leave unread before the stream window stops opening.
+    receive_buffer: int
+    #: Acknowledge received bytes to the client in batches of at least this many.
+    ack_threshold: int
+    #: Response bytes buffered beyond the client's window before ``send`` waits.
+    send_buffer: int
+
+
+@implementer(IServerCall)
+class ServerCall:
+    """The server side of one call, as its handler sees it (:class:`IServerCall`)."""
+
+    log = Logger()
+
+    __slots__ = (
+        "method", "metadata", "peer", "deadline",
+        "_conn", "_id", "_method", "_limits", "_reactor", "_started", "_timer", "_state", "_code",
+        "_handler", "_reader", "_inbox", "_inbox_bytes", "_unacked", "_remote_closed", "_receiver",
+        "_out", "_out_bytes", "_partial", "_headers_sent", "_trailers", "_trailing", "_drains",
+        "__weakref__",
+    )
+
+    def __init__(self, conn: GRPCProtocol, stream_id: int, method: Method, head: RequestHead,
+                 limits: CallLimits, reactor: IReactorTime, peer: Any) -> None:
+        self.method = method.path
+        self.metadata = head.metadata
+        self.peer = peer
+        self._conn = conn
+        self._id = stream_id
+        self._method = method
+        self._limits = limits
+        self._reactor = reactor
+        self._started = reactor.seconds()
+        self._timer: IDelayedCall | None = None
+        self.deadline: float | None = None
+        if head.timeout is not None:
+            self.deadline = self._started + head.timeout
+            self._timer = reactor.callLater(head.timeout, self._deadline_passed)
+        self._state = _OPEN
+        self._code = StatusCode.OK
+        self._handler: Deferred[Any] | None = None
+        self._reader = MessageReader(limits.max_receive_message_length, head.encoding)
+        self._inbox: deque[tuple[Any, int]] = deque()
+        self._inbox_bytes = 0
+        self._unacked = 0
+        self._remote_closed = False
+        self._receiver: Deferred[Any] | None = None
+        self._out: deque[bytes | memoryview] = deque()
+        self._out_bytes = 0
+        self._partial = False
+        self._headers_sent = False
+        self._trailers: list[Header] | None = None
+        self._trailing: list[Header] = []
+        self._drains: list[Deferred[None]] = []
+
+    @property
+    def buffered(self) -> int:
+        """Response bytes accepted by ``send`` and not yet handed to HTTP/2."""
+        return self._out_bytes
+
+    # IServerCall
+
+    def receive(self) -> Deferred[Any]:
+        """Fire with the next request message, or ``None`` once the client half-closed."""
+        if self._state is not _OPEN:
+            raise CancelledError(f"the call {self.method} has ended")
+        if self._inbox:
+            message, size = self._inbox.popleft()
+            self._inbox_bytes -= size
+            if self._unacked >= self._limits.ack_threshold and not self._remote_closed:
+                self._open_window()
+                self._conn._write()
+            return succeed(message)
+        if self._remote_closed:
+            return succeed(None)
+        if self._receiver is not None:
+            raise RuntimeError("receive() is already waiting for a message")
+        self._receiver = Deferred(self._cancel_receive)
+        return self._receiver
+
+    def send(self, message: Any) -> Deferred[None]:
+        """Queue a response message; the result fires once the client has room for it."""
+        if self._state is not _OPEN:
+            raise CancelledError(f"the call {self.method} has ended")
+        self._queue(self._method.serialize(message))
+        self._flush()
+        if self._out_bytes <= self._limits.send_buffer or self._state is not _OPEN:
+            return succeed(None)
+        drained: Deferred[None] = Deferred(self._cancel_drain)
+        self._drains.append(drained)
+        return drained
+
+    def set_trailing_metadata(self, metadata: Iterable[tuple[str, str | bytes]]) -> None:
+        """Add (name, value) pairs to the trailers; ``-bin`` names take bytes values."""
+        self._trailing.extend(encode_metadata(metadata))
+
+    # Events from the connection
+
+    def start(self) -> None:
+        """Run the handler of a client-streaming or bidi call; others wait for their request."""
+        if self._method.kind.client_streams:
+            self._run(self)
+
+    def data_received(self, data: bytes, flow_length: int, ended: bool) -> None:
+        """Take a DATA frame's payload; ``ended`` when the client half-closed with it."""
+        if self._state is not _OPEN:
+            return
+        if data:
+            try:
+                payloads = self._reader.feed(data)
+            except GRPCError as e:
+                self.abort(e.code, e.message)
+                return
+            if payloads and not self._deliver(payloads):
+                return
+        if not ended and flow_length:
+            self._unacked += flow_length
+            if self._unacked >= self._limits.ack_threshold:
+                self._open_window()
+
+    def end_of_stream(self) -> None:
+        """The client half-closed: no more request messages."""
+        self._remote_closed = True
+        if self._state is not _OPEN:
+            return
+        if self._reader.partial:
+            self.abort(StatusCode.INTERNAL, "unexpected EOF")
+        elif self._method.kind.client_streams:
+            receiver, self._receiver = self._receiver, None
+            if receiver is not None:
+                receiver.callback(None)
+        elif not self._inbox:
+            self.abort(
+                StatusCode.INTERNAL,
+                "cardinality violation: received no request message from non-client-streaming RPC",
+            )
+        else:
+            request, _ = self._inbox.popleft()
+            self._inbox_bytes = 0
+            self._run(request, self)
+
+    def flush(self) -> None:
+        """Send what the flow-control windows now allow."""
+        self._flush()
+
+    def reset_by_peer(self) -> None:
+        """The client reset the stream (RST_STREAM): cancel the handler, drop everything."""
+        self._terminate(StatusCode.CANCELLED)
+
+    def connection_lost(self) -> None:
+        """The connection is gone: cancel the handler, drop everything."""
+        self._terminate(StatusCode.CANCELLED)
+
+    def abort(self, code: StatusCode, message: str) -> None:
+        """End the call now with ``code``, discarding unsent output and cancelling the handler.
+
+        Used for transport-level endings (limits, bad input, deadline, shutdown).  The
+        status goes out as trailers, or as RST_STREAM(CANCEL) when a response message
+        is half sent and trailers would corrupt it.
+        """
+        if self._state is _CLOSED:
+            return
+        self._state = _ENDING
+        self._code = code
+        self._cancel_timer()
+        self._out.clear()
+        self._out_bytes = 0
+        self._cancel_handler()
+        if self._state is _CLOSED:
+            return
+        if self._partial:
+            self._conn._h2.reset_stream(self._id, ErrorCodes.CANCEL)
+            self._close()
+        else:
+            self._trailers = status_headers(code, message, self._trailing)
+            self._send_trailers()
+        self._conn._write()
+
+    # Handler
+
+    def _run(self, *args: Any) -> None:
+        try:
+            result = self._method.handler(*args)
+        except Exception:
+            result = fail(Failure())
+        else:
+            if iscoroutine(result):
+                result = Deferred.fromCoroutine(result)
+            elif not isinstance(result, Deferred):
+                result = succeed(result)
+        self._handler = result
+        result.addCallbacks(self._handler_returned, self._handler_failed)
+
+    def _handler_returned(self, result: Any) -> None:
+        self._handler = None
+        if self._state is not _OPEN:
+            return
+        if self._method.kind in _RETURNS_RESPONSE:
+            try:
+                payload = self._method.serialize(result)
+            except Exception as e:
+                self.log.failure("Serializing the response of {method} failed", method=self.method)
+                self._finish(StatusCode.INTERNAL, f"grpc: error while marshaling: {e}")
+                return
+            self._queue(payload)
+        self._finish(StatusCode.OK, "")
+
+    def _handler_failed(self, failure: Failure) -> None:
+        self._handler = None
+        error = failure.value
+        if self._state is not _OPEN:
+            if not isinstance(error, (CancelledError, GRPCError)):
+                self.log.failure("Handler of {method} failed after its call ended", failure, method=self.method)
+            return
+        if isinstance(error, GRPCError):
+            self._finish(error.code, error.message)
+        elif isinstance(error, CancelledError):
+            self._finish(StatusCode.CANCELLED, "")
+        else:
+            self.log.failure("Handler of {method} failed", failure, method=self.method)
+            self._finish(StatusCode.UNKNOWN, f"Exception calling application: {error}")
+
+    def _cancel_handler(self) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.cancel()
+
+    # Input
+
+    def _deliver(self, payloads: list[bytes]) -> bool:
+        """Hand complete messages over; False if that ended the call."""
+        method = self._method
+        if not method.kind.client_streams and len(self._inbox) + len(payloads) > 1:
+            self.abort(
+                StatusCode.INTERNAL,
+                "cardinality violation: received multiple request messages for non-client-streaming RPC",
+            )
+            return False
+        for payload in payloads:
+            try:
+                message = method.deserialize(payload)
+            except Exception as e:
+                self.abort(StatusCode.INTERNAL, f"grpc: error unmarshalling request: {e}")
+                return False
+            receiver, self._receiver = self._receiver, None
+            if receiver is not None:
+                receiver.callback(message)
+                if self._state is not _OPEN:
+                    return False
+            else:
+                self._inbox.append((message, len(payload)))
+                self._inbox_bytes += len(payload)
+        return True
+
+    def _open_window(self) -> None:
+        """Let the client send more, unless the handler already has enough unread."""
+        if self._inbox_bytes < self._limits.receive_buffer:
+            self._conn._h2.increment_flow_control_window(self._unacked, self._id)
+            self._unacked = 0
+
+    def _cancel_receive(self, receiver: Deferred[Any]) -> None:
+        if self._receiver is receiver:
+            self._receiver = None
+
+    def _cancel_drain(self, drained: Deferred[None]) -> None:
+        if drained in self._drains:
+            self._drains.remove(drained)
+
+    # Output
+
+    def _queue(self, payload: bytes) -> None:
+        if not self._headers_sent:
+            self._headers_sent = True
+            self._conn._h2.send_headers(self._id, RESPONSE_HEADERS)
+        data = frame_message(payload)
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    def _flush(self) -> None:
+        conn = self._conn
+        out = self._out
+        if out:
+            if conn._paused:
+                conn._wait_for_room(self)
+                return
+            h2 = conn._h2
+            stream_id = self._id
+            while out:
+                window = h2.local_flow_control_window(stream_id)
+                if window <= 0:
+                    conn._wait_for_room(self)
+                    break
+                chunk = out[0]
+                size = min(window, h2.max_outbound_frame_size)
+                if len(chunk) <= size:
+                    out.popleft()
+                    self._partial = False
+                else:
+                    view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+                    out[0] = view[size:]
+                    chunk = view[:size]
+                    self._partial = True
+                h2.send_data(stream_id, chunk)
+                self._out_bytes -= len(chunk)
+        if self._drains and self._out_bytes <= self._limits.send_buffer:
+            drains, self._drains = self._drains, []
+            for drained in drains:
+                drained.callback(None)
+        if not self._out and self._trailers is not None:
+            self._send_trailers()
+        conn._write()
+
+    def _finish(self, code: StatusCode, message: str) -> None:
+        """The handler is done: send the status after any buffered output."""
+        self._state = _ENDING
+        self._code = code
+        self._cancel_timer()
+        self._trailers = status_headers(code, message, self._trailing)
+        self._flush()
+
+    def _send_trailers(self) -> None:
+        trailers, self._trailers = self._trailers, None
+        assert trailers is not None
+        if not self._headers_sent:
+            self._headers_sent = True
+            trailers[:0] = RESPONSE_HEADERS
+        conn = self._conn
+        conn._h2.send_headers(self._id, trailers, end_stream=True)
+        if conn._remote_open(self._id):
+            # The client may still be sending: tell it to stop, without error (RFC 9113 8.1).
+            conn._h2.reset_stream(self._id, ErrorCodes.NO_ERROR)
+        self._close()
+
+    # Ending
+
+    def _deadline_passed(self) -> None:
+        self._timer = None
+        self.abort(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _terminate(self, code: StatusCode) -> None:
+        if self._state is _CLOSED:
+            return
+        self._state = _CLOSED
+        self._code = code
+        self._cancel_handler()
+        self._close()
+
+    def _close(self) -> None:
+        self._state = _CLOSED
+        self._cancel_timer()
+        self._out.clear()
+        self._out_bytes = 0
+        self._inbox.clear()
+        self._inbox_bytes = 0
+        waiting = self._drains
+        self._drains = []
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            waiting.append(receiver)
+        for deferred in waiting:
+            deferred.errback(CancelledError())
+        self._conn._call_finished(self, self._code, self._reactor.seconds() - self._started)
