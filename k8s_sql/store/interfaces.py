@@ -46,7 +46,36 @@ class ILeaseStore(Interface):
         """
 
 
-class IStore(ILeaseStore):
+class IChangeLog(Interface):
+    """The committed changes, in revision order: what the watch follower and watch streams read.
+
+    The part of ``IStore`` the watch machinery depends on.
+    """
+
+    def current_revision():
+        """Fire with the newest committed revision."""
+
+    def compact_revision():
+        """Fire with the revision of the last compaction (0 when never compacted)."""
+
+    def changes(after, limit):
+        """Fire with the events of revisions above ``after``, in revision order.
+
+        Returns whole revisions only: it stops after about ``limit`` events but never splits a
+        revision.  Each event carries ``prev_kv``.  Fails with ``Compacted`` when events
+        after ``after`` have been compacted away.
+        """
+
+    def notify_commits(observer: Callable[[int], None]):
+        """Call ``observer(revision)`` in the reactor thread when a commit took ``revision``.
+
+        Local commits are always reported at once.  Commits by other servers sharing the
+        database are reported only where the database can push them (PostgreSQL
+        LISTEN/NOTIFY); elsewhere the watch follower finds them by polling ``changes``.
+        """
+
+
+class IStore(ILeaseStore, IChangeLog):
     """A revision log with etcd's semantics, kept in one SQL database.
 
     Revisions start at 1 (a fresh store reports 1) and are never reused.  A write that
@@ -73,25 +102,6 @@ class IStore(ILeaseStore):
 
         Fails with ``Compacted`` when ``revision`` is not above the last compaction and with
         ``FutureRevision`` when it is above the current revision.
-        """
-
-    def compact_revision():
-        """Fire with the revision of the last compaction (0 when never compacted)."""
-
-    def changes(after, limit):
-        """Fire with the events of revisions above ``after``, in revision order.
-
-        Returns whole revisions only: it stops after about ``limit`` events but never splits a
-        revision.  Each event carries ``prev_kv``.  Fails with ``Compacted`` when events
-        after ``after`` have been compacted away.
-        """
-
-    def notify_commits(observer: Callable[[int], None]):
-        """Call ``observer(revision)`` in the reactor thread when a commit took ``revision``.
-
-        Local commits are always reported at once.  Commits by other servers sharing the
-        database are reported only where the database can push them (PostgreSQL
-        LISTEN/NOTIFY); elsewhere the watch follower finds them by polling ``changes``.
         """
 
     def close():
