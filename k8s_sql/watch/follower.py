@@ -1,0 +1,194 @@
+"""The follower: tails the committed revision log, in order, and feeds the watch hub.
+
+A commit made through this server pokes the follower at once (``IChangeLog.notify_commits``),
+and so do commits the database pushes (PostgreSQL LISTEN/NOTIFY).  Commits by other
+servers sharing the database are otherwise found by polling every ``poll_interval``
+seconds.  Pokes coalesce: one read of the log is in flight at a time, and however many
+pokes arrive meanwhile, they cause at most one more.  A failed read is logged and retried;
+it never stops the follower.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import Callable, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from k8s_sql.store.errors import Compacted
+from k8s_sql.store.interfaces import IChangeLog
+from k8s_sql.watch.hub import IWatchHub
+
+#: Seconds between polls for commits by other servers, as kine's default.
+DEFAULT_POLL_INTERVAL = 1.0
+#: Events read from the log at most per query (the store never splits a revision).
+DEFAULT_BATCH_SIZE = 1000
+#: Seconds before a failed read of the log is tried again.
+DEFAULT_RETRY_INTERVAL = 1.0
+
+
+class IFollower(Interface):
+    """What watch streams may ask of the follower."""
+
+    def poke(revision: Optional[int] = None) -> None:
+        """Read the log soon: a commit took ``revision`` (``None``: something may be new)."""
+
+    def sync() -> "Deferred[None]":
+        """Fire once a read of the log that began after this call has reached its end.
+
+        It also fires when that read failed or the follower stopped; callers check the
+        hub's revision rather than trust that it advanced.
+        """
+
+
+@implementer(IFollower)
+class Follower(Service):
+    """Feeds a hub from a store's revision log.
+
+    @param store: the log to tail.
+    @param hub: where each revision is published.
+    @param clock: schedules polls and retries.
+    @param poll_interval: seconds between polls for other servers' commits; ``None`` or 0
+        polls never (a single server, or a database that pushes every commit).
+    @param batch_size: events read from the log at most per query.
+    @param retry_interval: seconds before a failed read is tried again.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IChangeLog,
+        hub: IWatchHub,
+        clock: IReactorTime,
+        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        retry_interval: float = DEFAULT_RETRY_INTERVAL,
+    ) -> None:
+        self._store = store
+        self._hub = hub
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._retry_interval = retry_interval
+        self._unsubscribe: Callable[[], object] | None = None
+        self._poller: LoopingCall | None = None
+        self._retry: IDelayedCall | None = None
+        self._wanted = False
+        self._following = False
+        self._task: Deferred[None] | None = None
+        self._waiting: list[Deferred[None]] = []
+
+    def startService(self) -> None:
+        """Subscribe to commit notices, start polling and read the log once."""
+        super().startService()
+        self._unsubscribe = self._store.notify_commits(self.poke)
+        if self._poll_interval:
+            self._poller = LoopingCall(self.poke)
+            self._poller.clock = self._clock
+            self._poller.start(self._poll_interval, now=False)
+        self.poke()
+
+    def stopService(self) -> None:
+        """Stop polling and reading; pending ``sync`` callers are released."""
+        super().stopService()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._task is not None:
+            self._task.cancel()
+        self._release(self._waiting)
+        self._waiting = []
+
+    def poke(self, revision: Optional[int] = None) -> None:
+        """Read the log soon, unless ``revision`` has been published already."""
+        if not self.running or (revision is not None and revision <= self._hub.revision):
+            return
+        self._wanted = True
+        if not self._following:
+            self._following = True
+            task = ensureDeferred(self._follow())
+            if self._following:
+                self._task = task
+
+    def sync(self) -> Deferred[None]:
+        """Fire once a read of the log begun after this call has reached its end."""
+        waiter: Deferred[None] = Deferred()
+        if not self.running:
+            waiter.callback(None)
+            return waiter
+        self._waiting.append(waiter)
+        self.poke()
+        return waiter
+
+    async def _follow(self) -> None:
+        """Read the log until no poke is left unanswered; one read in flight at a time."""
+        try:
+            while self._wanted and self.running:
+                self._wanted = False
+                waiting, self._waiting = self._waiting, []
+                try:
+                    at_end = await self._read()
+                except CancelledError:
+                    self._waiting[:0] = waiting
+                    return
+                except Exception:
+                    self.log.failure(
+                        "Reading the revision log failed; retrying in {delay} s", delay=self._retry_interval
+                    )
+                    self._retry_later()
+                    at_end = True
+                if at_end:
+                    self._release(waiting)
+                else:
+                    self._waiting[:0] = waiting
+                    self._wanted = True
+        finally:
+            self._following = False
+            self._task = None
+
+    async def _read(self) -> bool:
+        """Publish the next batch of revisions; whether the log has been read to its end."""
+        hub = self._hub
+        if hub.revision == 0:
+            # A fresh hub starts at the current revision: watchers replay older history
+            # from the log themselves.
+            hub.resync(await self._store.current_revision())
+        try:
+            events = await self._store.changes(hub.revision, self._batch_size)
+        except Compacted as compacted:
+            revision = await self._store.current_revision()
+            self.log.warn(
+                "The log was compacted to {compacted} before revisions after {revision} were "
+                "read; watchers still needing them are cancelled",
+                compacted=compacted.compact_revision,
+                revision=hub.revision,
+            )
+            hub.resync(revision)
+            return False
+        for revision, group in groupby(events, key=lambda event: event.kv.mod_revision):
+            if not self.running:
+                break
+            hub.publish(revision, list(group))
+        return len(events) < self._batch_size
+
+    def _retry_later(self) -> None:
+        if self._retry is None or not self._retry.active():
+            self._retry = self._clock.callLater(self._retry_interval, self.poke)
+
+    @staticmethod
+    def _release(waiting: list[Deferred[None]]) -> None:
+        for waiter in waiting:
+            if not waiter.called:
+                waiter.callback(None)
