@@ -3,7 +3,7 @@
 ``IStore`` is everything above the database needs: etcd's KV semantics, the change feed the
 watch follower tails, and lease rows.  Every method returns a ``Deferred``; failures are the
 exceptions of ``k8s_sql.store.errors``.  The etcd services depend on this interface only,
-never on a dialect.
+never on a dialect.  ``IDialect`` is what differs between the databases the store runs on.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class IChangeLog(Interface):
         Local commits are always reported at once.  Commits by other servers sharing the
         database are reported only where the database can push them (PostgreSQL
         LISTEN/NOTIFY); elsewhere the watch follower finds them by polling ``changes``.
+        When it is called, every revision up to ``revision`` is committed; calls may come
+        out of order and more than once.  Returns a function that unregisters ``observer``.
         """
 
 
@@ -107,3 +109,51 @@ class IStore(ILeaseStore, IChangeLog):
     def close():
         """Release the database connections; fires when done."""
 
+
+
+class IDialect(Interface):
+    """How the store talks to one kind of database: connections, DDL, locks and failures.
+
+    Statements are written once, with ``?`` placeholders, in the SQL the three databases
+    share; a dialect adapts their spelling and supplies what cannot be shared.
+    """
+
+    name = Attribute("The URL scheme this dialect serves: 'sqlite', 'mysql' or 'postgres'.")
+    max_key_bytes = Attribute("The longest key the schema can store, in bytes.")
+    lock_suffix = Attribute("What makes a SELECT lock the rows it reads until commit ('' where writes are serialized anyway).")
+    tables_statement = Attribute("A query listing the names of the tables in the store's database or schema.")
+
+    def sql(statement):
+        """``statement`` with its ``?`` placeholders in the driver's parameter style (cached)."""
+
+    def schema():
+        """The DDL statements creating the tables and indexes, in order."""
+
+    def connection_pool(reactor, writer, size):
+        """A started-on-run ``adbapi.ConnectionPool`` of ``size`` connections for writing or reading."""
+
+    def begin(cursor, writer):
+        """Open the transaction ``cursor`` will run in, before its first statement.
+
+        A writer's transaction reads the latest committed data after taking the revision
+        counter's lock; a reader's sees one consistent snapshot.
+        """
+
+    def schema_lock(cursor):
+        """A context manager serializing schema creation among servers starting at once."""
+
+    def fault(error):
+        """Classify a driver exception as a ``Fault``, or ``None`` for an unexpected error."""
+
+    def announce(cursor, channel, revision):
+        """Have the database tell other servers, at commit, that ``revision`` is committed.
+
+        A no-op for databases that cannot push notifications.
+        """
+
+    def listen(reactor, channel, observer):
+        """Start receiving other servers' announcements on ``channel``.
+
+        Returns an object with ``stop() -> Deferred`` that calls ``observer(revision)`` in
+        the reactor thread for every announcement, or ``None`` where the database cannot push.
+        """

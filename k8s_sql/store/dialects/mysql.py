@@ -1,0 +1,80 @@
+"""MySQL 8 and MariaDB 10.11 through PyMySQL.
+
+Writers run at READ COMMITTED: once a writer holds the revision counter's row lock, each of
+its statements reads everything committed before.  Readers run at REPEATABLE READ, one
+consistent snapshot per transaction.  Keys are ``VARBINARY`` (byte-wise order, no padding),
+limited by InnoDB's 3072-byte index keys; values are ``LONGBLOB``, limited by the server's
+``max_allowed_packet`` (16 MiB by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import pymysql
+from pymysql.constants import ER
+
+from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
+from k8s_sql.store.errors import Unavailable
+
+#: InnoDB index keys hold 3072 bytes; the log's (k, revision) index takes 8 for the revision.
+MAX_KEY_BYTES = 3064
+
+_RETRY = frozenset({ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT})
+
+
+class Dialect(BaseDialect):
+    """MySQL or MariaDB with InnoDB tables."""
+
+    name = "mysql"
+    driver = "pymysql"
+    max_key_bytes = MAX_KEY_BYTES
+    tables_statement = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+    key_type = f"VARBINARY({MAX_KEY_BYTES})"
+    blob_type = "LONGBLOB"
+    real_type = "DOUBLE"
+    table_options = " ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
+    inline_indexes = True
+    known_options = frozenset({"ssl_ca", "ssl_cert", "ssl_key", "unix_socket"})
+
+    def connect_arguments(self) -> tuple[tuple, dict[str, Any]]:
+        """Transactions on; bytes sent as binary strings so no charset conversion touches them."""
+        return (), dict(
+            host=self.url.host,
+            port=self.url.port or 3306,
+            user=self.url.user,
+            password=self.url.password,
+            database=self.url.database,
+            autocommit=False,
+            binary_prefix=True,
+            charset="utf8mb4",
+            connect_timeout=self.connect_timeout,
+            **self.options,
+        )
+
+    def configure(self, connection: Any, writer: bool) -> None:
+        """Isolation by role, and strict mode so nothing is silently truncated."""
+        level = "READ COMMITTED" if writer else "REPEATABLE READ"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {level}")
+            cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+
+    @contextlib.contextmanager
+    def schema_lock(self, cursor: Any) -> Iterator[None]:
+        """A named lock: MySQL's DDL commits at once, so no transaction can hold it."""
+        cursor.execute("SELECT GET_LOCK('k8s_sql_schema', 60)")
+        if cursor.fetchone()[0] != 1:
+            raise Unavailable("timed out waiting for another server creating the schema")
+        try:
+            yield
+        finally:
+            cursor.execute("SELECT RELEASE_LOCK('k8s_sql_schema')")
+
+    def fault(self, error: BaseException) -> Fault | None:
+        """Deadlocks and lock timeouts are retried; lost or refused connections are unavailable."""
+        if isinstance(error, pymysql.err.OperationalError):
+            return Fault.RETRY if error.args and error.args[0] in _RETRY else Fault.UNAVAILABLE
+        if isinstance(error, (pymysql.err.InterfaceError, pymysql.err.InternalError)):
+            return Fault.UNAVAILABLE
+        return None

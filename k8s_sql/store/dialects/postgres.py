@@ -1,0 +1,97 @@
+"""PostgreSQL through psycopg 3.
+
+Writers run at READ COMMITTED: once a writer holds the revision counter's row lock, each of
+its statements sees everything committed before.  Readers run at REPEATABLE READ, READ ONLY:
+one snapshot per transaction.  Keys and values are ``bytea`` (byte-wise order); keys are
+limited by B-tree entries of at most 2704 bytes.  Every write announces its revision with
+``pg_notify`` inside its transaction, so other servers hear of commits, in commit order,
+as they happen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import make_conninfo
+
+from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
+from k8s_sql.store.listener import CommitListener
+
+#: A (lease, key) B-tree entry holds 20 bytes besides the key, within 2704.
+MAX_KEY_BYTES = 2684
+
+#: The advisory lock serializing schema creation (the bytes of "k8s_sql").
+SCHEMA_LOCK = 0x6B38735F73716C
+
+_RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.LockNotAvailable)
+
+#: How the listening connection notices a silently dead server.
+_KEEPALIVES = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+
+
+class Dialect(BaseDialect):
+    """PostgreSQL 12 or later."""
+
+    name = "postgres"
+    driver = "psycopg"
+    max_key_bytes = MAX_KEY_BYTES
+    tables_statement = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    key_type = blob_type = "BYTEA"
+    real_type = "DOUBLE PRECISION"
+    known_options = frozenset(
+        {
+            "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "application_name", "options",
+            "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval",
+            "keepalives_count", "tcp_user_timeout",
+        }
+    )
+
+    def conninfo(self, **extra: Any) -> str:
+        """The libpq connection string for this dialect's URL."""
+        return make_conninfo(
+            "",
+            host=self.url.host,
+            port=self.url.port or 5432,
+            user=self.url.user or None,
+            password=self.url.password or None,
+            dbname=self.url.database,
+            connect_timeout=self.connect_timeout,
+            **{**self.options, **extra},
+        )
+
+    def connect_arguments(self) -> tuple[tuple, dict[str, Any]]:
+        """Transactions on; psycopg prepares statements that run repeatedly."""
+        return (self.conninfo(),), {"autocommit": False}
+
+    def configure(self, connection: psycopg.Connection, writer: bool) -> None:
+        """Readers get read-only snapshot transactions; writers keep READ COMMITTED."""
+        if not writer:
+            connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            connection.read_only = True
+
+    @contextlib.contextmanager
+    def schema_lock(self, cursor: Any) -> Iterator[None]:
+        """A transaction-scoped advisory lock, released by the schema transaction's commit."""
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        yield
+
+    def fault(self, error: BaseException) -> Fault | None:
+        """Serialization failures and deadlocks are retried; lost connections are unavailable."""
+        if isinstance(error, _RETRY):
+            return Fault.RETRY
+        if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return Fault.UNAVAILABLE
+        return None
+
+    def announce(self, cursor: Any, channel: str, revision: int) -> None:
+        """NOTIFY the revision; PostgreSQL delivers it at commit, in commit order."""
+        cursor.execute("SELECT pg_notify(%s, %s)", (channel, str(revision)))
+
+    def listen(self, reactor: Any, channel: str, observer: Callable[[int], None]) -> CommitListener:
+        """Start a listener on a dedicated connection."""
+        listener = CommitListener(reactor, lambda: psycopg.connect(self.conninfo(**_KEEPALIVES), autocommit=True), channel, observer)
+        listener.start()
+        return listener

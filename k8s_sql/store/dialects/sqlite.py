@@ -1,0 +1,60 @@
+"""SQLite, the embedded default: one file, WAL mode, one writer connection.
+
+``synchronous=FULL`` in WAL mode syncs the WAL on every commit, so a commit is durable
+when the store answers.  Readers use their own connections and see a snapshot without
+blocking the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
+
+#: etcd's default request limit: SQLite itself accepts keys up to its 1 GB string limit.
+MAX_REQUEST_BYTES = 1536 * 1024
+
+#: How long a connection waits for another process holding the write lock, in seconds.
+BUSY_TIMEOUT = 10.0
+
+
+class Dialect(BaseDialect):
+    """SQLite through the standard library's ``sqlite3``."""
+
+    name = "sqlite"
+    driver = "sqlite3"
+    max_key_bytes = MAX_REQUEST_BYTES
+    lock_suffix = ""
+    tables_statement = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    key_type = blob_type = "BLOB"
+    real_type = "REAL"
+    table_options = " WITHOUT ROWID"
+    placeholder = "?"
+
+    def connection_pool(self, reactor: Any, writer: bool, size: int):
+        """One connection for the writer, since SQLite has one writer at a time."""
+        return super().connection_pool(reactor, writer, 1 if writer else size)
+
+    def connect_arguments(self) -> tuple[tuple, dict[str, Any]]:
+        """Autocommit mode (the store issues BEGIN), usable from the pool's threads."""
+        return (self.url.database,), {"isolation_level": None, "check_same_thread": False, "timeout": BUSY_TIMEOUT}
+
+    def configure(self, connection: sqlite3.Connection, writer: bool) -> None:
+        """WAL journal and full sync for the writer; readers may only read."""
+        if writer:
+            connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        if not writer:
+            connection.execute("PRAGMA query_only = ON")
+
+    def begin(self, cursor: Any, writer: bool) -> None:
+        """A writer takes the database's write lock at once; a reader opens a snapshot."""
+        cursor.execute("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    def fault(self, error: BaseException) -> Fault | None:
+        """A busy or locked database is retried; other operational errors mean unavailable."""
+        if isinstance(error, sqlite3.OperationalError):
+            message = str(error)
+            return Fault.RETRY if "locked" in message or "busy" in message else Fault.UNAVAILABLE
+        return None

@@ -1,0 +1,127 @@
+"""The store's database: URL → dialect, a writer pool and a reader pool, and the policy
+for database failures.
+
+Every call runs one function in one database transaction (``runInteraction``) on a pool
+thread.  Deadlocks, serialization failures and a busy SQLite are retried after a short
+pause.  A connection found dead before commit is dropped and the transaction run again on
+another, so a database that comes back is used again at once; a failure at commit, or one
+that persists, is reported as ``Unavailable``, naming the database without its password.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, TypeVar
+
+from twisted.enterprise import adbapi
+from twisted.internet import task
+from twisted.logger import Logger
+
+from k8s_sql.store.dialects.base import Fault
+from k8s_sql.store.errors import StoreError, Unavailable
+from k8s_sql.store.interfaces import IDialect
+from k8s_sql.store.session import Session
+from k8s_sql.store.url import DatabaseURL
+
+T = TypeVar("T")
+
+#: How often a transaction that hit a deadlock or a busy database is tried.
+ATTEMPTS = 12
+
+#: Pause before the n-th retry: FIRST_PAUSE * 2**n seconds, at most MAX_PAUSE.
+FIRST_PAUSE = 0.005
+MAX_PAUSE = 0.5
+
+#: Default pool sizes (connections, and threads) for the URL options ``writers`` and ``readers``.
+WRITERS = 4
+READERS = 4
+
+
+def load_dialect(url: DatabaseURL) -> IDialect:
+    """The dialect for ``url``'s backend; ``ValueError`` when its driver is missing."""
+    try:
+        module = importlib.import_module(f"k8s_sql.store.dialects.{url.backend}")
+    except ImportError as error:
+        raise ValueError(f"the {url.backend} backend needs its driver: pip install 'k8s-sql[{url.backend}]' ({error})")
+    return module.Dialect(url)
+
+
+class _NotCommitted(Exception):
+    """A driver error raised before commit: nothing was written."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class Database:
+    """A database reached through a dialect, with a writer pool and a reader pool.
+
+    ``reactor`` provides the pools' threads and the pauses between retries.
+    """
+
+    log = Logger()
+
+    def __init__(self, url: DatabaseURL, reactor: Any) -> None:
+        self.url = url
+        self.dialect = load_dialect(url)
+        self.reactor = reactor
+        self._writer = self.dialect.connection_pool(reactor, True, url.integer("writers", WRITERS))
+        self._reader = self.dialect.connection_pool(reactor, False, url.integer("readers", READERS))
+        self._closed = False
+
+    async def write(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(session, *args)`` in a write transaction."""
+        return await self._run(self._writer, True, function, args)
+
+    async def read(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(session, *args)`` in a read-only snapshot transaction."""
+        return await self._run(self._reader, False, function, args)
+
+    def close(self) -> None:
+        """Close every connection; later calls fail with ``Unavailable``."""
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+            self._reader.close()
+
+    async def _run(self, pool: adbapi.ConnectionPool, writer: bool, function: Callable[..., T], args: tuple) -> T:
+        attempt = reconnects = 0
+        while True:
+            attempt += 1
+            if self._closed:
+                raise Unavailable(f"the connections to database {self.url} are closed")
+            try:
+                return await pool.runInteraction(self._transaction, writer, function, args)
+            except StoreError:
+                raise
+            except _NotCommitted as failed:
+                error, committed = failed.error, False
+            except Exception as failed:
+                error, committed = failed, True
+            fault = self._fault(error)
+            if fault is Fault.RETRY and attempt < ATTEMPTS:
+                await task.deferLater(self.reactor, min(FIRST_PAUSE * 2**attempt, MAX_PAUSE))
+                continue
+            if fault is Fault.UNAVAILABLE and not committed and reconnects < pool.max:
+                reconnects += 1
+                continue
+            if fault is None:
+                raise error
+            self.log.warn("database {url} failed: {error}", url=str(self.url), error=error)
+            raise Unavailable(f"database {self.url} is unavailable: {error}") from error
+
+    def _transaction(self, cursor: Any, writer: bool, function: Callable[..., T], args: tuple) -> T:
+        """One pool-thread transaction; driver errors are marked as raised before commit."""
+        try:
+            self.dialect.begin(cursor, writer)
+            return function(Session(cursor, self.dialect), *args)
+        except StoreError:
+            raise
+        except Exception as error:
+            raise _NotCommitted(error) from error
+
+    def _fault(self, error: Exception) -> Fault | None:
+        if isinstance(error, adbapi.ConnectionLost):
+            return Fault.UNAVAILABLE
+        return self.dialect.fault(error)

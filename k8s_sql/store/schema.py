@@ -1,0 +1,98 @@
+"""The tables of the revision log, and their creation on first start.
+
+``k8s_log`` holds one row per change of a key, identified by ``(revision, sub)``; its
+``prev_revision``/``prev_sub`` point at the key's live version as of the revision before
+(``0`` when the key did not exist then), which is an event's ``prev_kv`` and what
+compaction deletes once the change is compacted.  ``k8s_kv`` is the live state, one row per
+key.  ``k8s_revision`` is the one counter row every write locks.  ``k8s_meta`` holds the
+schema version, the cluster ID and the compaction points; ``k8s_lease`` the leases.
+"""
+
+from __future__ import annotations
+
+import random
+
+from k8s_sql.store.errors import SchemaTooNew
+from k8s_sql.store.session import Session
+
+SCHEMA_VERSION = 1
+
+#: ``k8s_meta`` rows; the compaction points start at -1, "never compacted", as etcd's.
+SCHEMA_VERSION_ROW = "schema_version"
+CLUSTER_ID_ROW = "cluster_id"
+COMPACT_ROW = "compact_revision"
+PHYSICAL_ROW = "compacted_physically"
+
+TABLES = ("k8s_meta", "k8s_revision", "k8s_log", "k8s_kv", "k8s_lease")
+
+
+_INDEXES = {
+    "k8s_log": [("k8s_log_key", "k, revision")],
+    "k8s_kv": [("k8s_kv_lease", "lease, k")],
+    "k8s_lease": [("k8s_lease_deadline", "deadline")],
+}
+
+
+def statements(key: str, blob: str, real: str, table_options: str = "", inline_indexes: bool = False) -> list[str]:
+    """The DDL creating the schema, given one database's column types.
+
+    Every statement is idempotent.  ``inline_indexes`` declares indexes inside
+    ``CREATE TABLE``, for databases without ``CREATE INDEX IF NOT EXISTS`` (MySQL).
+    """
+    columns = {
+        "k8s_meta": "name VARCHAR(64) NOT NULL PRIMARY KEY, value BIGINT NOT NULL",
+        "k8s_revision": "id INTEGER NOT NULL PRIMARY KEY, revision BIGINT NOT NULL",
+        "k8s_log": (
+            f"revision BIGINT NOT NULL, sub INTEGER NOT NULL, k {key} NOT NULL, create_revision BIGINT NOT NULL,"
+            f" version BIGINT NOT NULL, lease BIGINT NOT NULL, value {blob} NOT NULL, deleted SMALLINT NOT NULL,"
+            " prev_revision BIGINT NOT NULL, prev_sub INTEGER NOT NULL, PRIMARY KEY (revision, sub)"
+        ),
+        "k8s_kv": (
+            f"k {key} NOT NULL PRIMARY KEY, create_revision BIGINT NOT NULL, mod_revision BIGINT NOT NULL,"
+            f" sub INTEGER NOT NULL, version BIGINT NOT NULL, lease BIGINT NOT NULL, value {blob} NOT NULL"
+        ),
+        "k8s_lease": f"id BIGINT NOT NULL PRIMARY KEY, ttl BIGINT NOT NULL, deadline {real} NOT NULL",
+    }
+    ddl = []
+    for table in TABLES:
+        indexes = _INDEXES.get(table, [])
+        inline = "".join(f", INDEX {name} ({cols})" for name, cols in indexes) if inline_indexes else ""
+        ddl.append(f"CREATE TABLE IF NOT EXISTS {table} ({columns[table]}{inline}){table_options}")
+        if not inline_indexes:
+            ddl += [f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({cols})" for name, cols in indexes]
+    return ddl
+
+
+def ensure(session: Session, rng: random.Random) -> int:
+    """Create the schema if the database has none yet; return its cluster ID.
+
+    Raises ``SchemaTooNew`` when a newer k8s-sql created the schema.  Several servers may
+    start on one empty database at once: the dialect's schema lock lets one create it.
+    The version row is written last, so a creation cut short is completed on next start.
+    """
+    with session.dialect.schema_lock(session.cursor):
+        if "k8s_meta" in {row[0] for row in session.all(session.dialect.tables_statement)}:
+            found = _meta(session, SCHEMA_VERSION_ROW)
+            if found is not None and found > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"the database schema has version {found}, newer than version {SCHEMA_VERSION} "
+                    "that this k8s-sql understands: upgrade k8s-sql"
+                )
+            if found == SCHEMA_VERSION:
+                return _meta(session, CLUSTER_ID_ROW)
+        for ddl in session.dialect.schema():
+            session.run(ddl)
+        if _meta(session, CLUSTER_ID_ROW) is None:
+            session.run("INSERT INTO k8s_meta (name, value) VALUES (?, ?)", CLUSTER_ID_ROW, rng.randrange(1, 2**63))
+        for name in (COMPACT_ROW, PHYSICAL_ROW):
+            if _meta(session, name) is None:
+                session.run("INSERT INTO k8s_meta (name, value) VALUES (?, -1)", name)
+        if session.one("SELECT revision FROM k8s_revision WHERE id = 1") is None:
+            session.run("INSERT INTO k8s_revision (id, revision) VALUES (1, 1)")
+        session.run("INSERT INTO k8s_meta (name, value) VALUES (?, ?)", SCHEMA_VERSION_ROW, SCHEMA_VERSION)
+        return _meta(session, CLUSTER_ID_ROW)
+
+
+def _meta(session: Session, name: str) -> int | None:
+    row = session.one("SELECT value FROM k8s_meta WHERE name = ?", name)
+    return None if row is None else row[0]

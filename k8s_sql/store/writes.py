@@ -1,0 +1,202 @@
+"""Writing as etcd does: one database transaction, one new revision.
+
+An ``Executor`` holds the revision counter's lock for its whole transaction, so the
+revision it writes is the next one and becomes visible only after every revision below it.
+All its changes share that revision and are numbered by ``sub`` in the order they happen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from k8s_sql.store.errors import FutureRevision, KeyNotFound, LeaseNotFound
+from k8s_sql.store.keys import KeyRange
+from k8s_sql.store.model import (
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    KeyValue,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RequestOp,
+    ResponseOp,
+    TxnRequest,
+    TxnResponse,
+)
+from k8s_sql.store.reads import WHERE, CURRENT, HEADER, Reader, current_row
+from k8s_sql.store.session import Session
+
+INSERT_LOG = (
+    "INSERT INTO k8s_log (revision, sub, k, create_revision, version, lease, value, deleted, prev_revision, prev_sub)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_KV = (
+    "INSERT INTO k8s_kv (k, create_revision, mod_revision, sub, version, lease, value) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_KV = "UPDATE k8s_kv SET mod_revision = ?, sub = ?, version = ?, lease = ?, value = ? WHERE k = ?"
+_DELETE_KV = {shape: f"DELETE FROM k8s_kv WHERE {where.format(t='')}" for shape, where in WHERE.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decision:
+    """Which branch a transaction takes, and the decisions of the transactions nested in it."""
+
+    succeeded: bool
+    nested: tuple[_Decision, ...]
+
+    def ops(self, request: TxnRequest) -> tuple[RequestOp, ...]:
+        return request.success if self.succeeded else request.failure
+
+
+class Executor:
+    """Runs etcd operations inside one database transaction.
+
+    ``begin`` is the revision before the transaction; its changes take ``begin + 1``.
+    """
+
+    def __init__(self, session: Session, begin: int, compacted: int) -> None:
+        self.session = session
+        self.begin = begin
+        self.reader = Reader(session, begin, compacted)
+        self.changes = 0
+        #: Keys changed at this revision, with the log row of their version as of ``begin``.
+        self._before: dict[bytes, tuple[int, int]] = {}
+
+    @classmethod
+    def locked(cls, session: Session) -> Executor:
+        """An executor for a write transaction, taking the revision counter's lock."""
+        revision, compacted = session.one(HEADER + session.dialect.lock_suffix)
+        return cls(session, revision, compacted)
+
+    @classmethod
+    def read_only(cls, session: Session) -> Executor:
+        """An executor for a read-only transaction, for etcd transactions that only read."""
+        reader = Reader.snapshot(session)
+        return cls(session, reader.revision, reader.compacted)
+
+    @property
+    def revision(self) -> int:
+        """The revision the data has now: ``begin``, or ``begin + 1`` once something changed."""
+        return self.begin + 1 if self.changes else self.begin
+
+    def commit(self) -> int | None:
+        """Record the new revision if anything changed; return it, or ``None``."""
+        if not self.changes:
+            return None
+        self.session.run("UPDATE k8s_revision SET revision = ? WHERE id = 1", self.revision)
+        return self.revision
+
+    def put(self, request: PutRequest) -> PutResponse:
+        """A standalone put: the lease must exist, then the key if the request keeps its value or lease."""
+        self._require_lease(request.lease)
+        return self._put(request)
+
+    def delete_range(self, request: DeleteRangeRequest) -> DeleteRangeResponse:
+        """Delete the keys of a range; nothing deleted takes no revision."""
+        keys = KeyRange.of(request.key, request.range_end)
+        rows = self.session.all(CURRENT[keys.shape, request.prev_kv, False], *keys.params)
+        self.delete_rows(rows, _DELETE_KV[keys.shape], *keys.params)
+        prev = tuple(current_row(row)[0] for row in rows) if request.prev_kv else ()
+        return DeleteRangeResponse(self.revision, len(rows), prev)
+
+    def delete_rows(self, rows: list[tuple], statement: str, *params: object) -> None:
+        """Delete the keys of ``CURRENT`` rows, which ``statement`` removes from ``k8s_kv``."""
+        if not rows:
+            return
+        revision = self.begin + 1
+        tombstones = []
+        for sub, row in enumerate(rows, self.changes):
+            kv, kv_sub = current_row(row)
+            tombstones.append((revision, sub, kv.key, 0, 0, 0, b"", 1, *self._before_change(kv.key, kv, kv_sub)))
+        self.session.run_many(INSERT_LOG, tombstones)
+        self.session.run(statement, *params)
+        self._changed(len(rows))
+
+    def txn(self, request: TxnRequest) -> TxnResponse:
+        """Run a transaction as etcd's applier does.
+
+        Every compare, nested ones included, sees the data as it was before the
+        transaction; then the chosen operations are checked (missing keys and leases first,
+        then revisions) and only then executed, in order, each seeing the ones before.
+        """
+        decision = self._decide(request)
+        self._walk(request, decision, self._check_write)
+        self._walk(request, decision, self._check_revision)
+        return dataclasses.replace(self._apply(request, decision), revision=self.revision)
+
+    def _put(self, request: PutRequest) -> PutResponse:
+        row = self.session.one(CURRENT["one", request.prev_kv or request.ignore_value, False], request.key)
+        if row is None and (request.ignore_value or request.ignore_lease):
+            raise KeyNotFound()
+        prev, prev_sub = current_row(row) if row is not None else (None, 0)
+        value = prev.value if request.ignore_value and prev else request.value
+        lease = prev.lease if request.ignore_lease and prev else request.lease
+        revision, sub = self.begin + 1, self.changes
+        before = self._before_change(request.key, prev, prev_sub)
+        create = prev.create_revision if prev else revision
+        version = prev.version + 1 if prev else 1
+        self.session.run(INSERT_LOG, revision, sub, request.key, create, version, lease, value, 0, *before)
+        if prev:
+            self.session.run(_UPDATE_KV, revision, sub, version, lease, value, request.key)
+        else:
+            self.session.run(_INSERT_KV, request.key, create, revision, sub, version, lease, value)
+        self._changed(1)
+        return PutResponse(revision, prev if request.prev_kv else None)
+
+    def _before_change(self, key: bytes, current: KeyValue | None, sub: int) -> tuple[int, int]:
+        """The log row of ``key``'s version as of ``begin`` ((0, 0) for none): its events' ``prev_kv``."""
+        if key not in self._before:
+            self._before[key] = (current.mod_revision, sub) if current else (0, 0)
+        return self._before[key]
+
+    def _changed(self, count: int) -> None:
+        self.changes += count
+        self.reader.revision = self.begin + 1
+
+    def _require_lease(self, lease: int) -> None:
+        if lease and not self.reader.lease_exists(lease):
+            raise LeaseNotFound()
+
+    def _decide(self, request: TxnRequest) -> _Decision:
+        succeeded = all(self.reader.compare(compare) for compare in request.compare)
+        ops = request.success if succeeded else request.failure
+        return _Decision(succeeded, tuple(self._decide(op) for op in ops if isinstance(op, TxnRequest)))
+
+    def _walk(self, request: TxnRequest, decision: _Decision, check: Callable[[RequestOp], None]) -> None:
+        nested = iter(decision.nested)
+        for op in decision.ops(request):
+            if isinstance(op, TxnRequest):
+                self._walk(op, next(nested), check)
+            else:
+                check(op)
+
+    def _check_write(self, op: RequestOp) -> None:
+        if not isinstance(op, PutRequest):
+            return
+        if (op.ignore_value or op.ignore_lease) and not self.reader.fetch(KeyRange.of(op.key, b""), self.begin, 0, False)[0]:
+            raise KeyNotFound()
+        self._require_lease(op.lease)
+
+    def _check_revision(self, op: RequestOp) -> None:
+        if not isinstance(op, RangeRequest) or op.revision == 0:
+            return
+        if op.revision > self.begin:
+            raise FutureRevision()
+        if op.revision < self.reader.compacted:
+            raise self.reader.compacted_error()
+
+    def _apply(self, request: TxnRequest, decision: _Decision) -> TxnResponse:
+        """Execute the chosen branch; a nested transaction reports revision 0, as etcd's."""
+        nested = iter(decision.nested)
+        responses: list[ResponseOp] = []
+        for op in decision.ops(request):
+            if isinstance(op, RangeRequest):
+                responses.append(self.reader.range(op, self.revision))
+            elif isinstance(op, PutRequest):
+                responses.append(self._put(op))
+            elif isinstance(op, DeleteRangeRequest):
+                responses.append(self.delete_range(op))
+            else:
+                responses.append(self._apply(op, next(nested)))
+        return TxnResponse(0, decision.succeeded, tuple(responses))
