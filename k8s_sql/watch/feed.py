@@ -96,7 +96,12 @@ class Feed:
         self._catch_up()
 
     def stop(self) -> None:
-        """Deliver nothing more and let go of the hub and of any read in flight."""
+        """Deliver nothing more and let go of the hub and of any read in flight.
+
+        Safe to call from anywhere, even from a callback the feed's own replay set off: a
+        replay running further up the stack cannot be cancelled, and stops when it sees
+        that it was stopped.
+        """
         self._stopped = True
         if self.live:
             self._hub.remove(self)
@@ -139,9 +144,10 @@ class Feed:
 
     async def _read_log(self) -> None:
         """Read the log until level with the hub, then join it."""
-        while True:
+        while not self._stopped:
             if not self._consumer.has_room():
                 await self._consumer.room()
+                continue
             horizon = self._hub.revision
             if self.position >= horizon:
                 # Same reactor turn as the check: no revision can slip in between.
@@ -165,7 +171,8 @@ class Feed:
 
     def _joined(self, _: None) -> None:
         self._reading = None
-        self._consumer.synced()
+        if not self._stopped:
+            self._consumer.synced()
 
     def _read_failed(self, reason: Failure) -> None:
         self._reading = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from zope.interface import implementer
 
 from k8s_sql.grpc.interfaces import IServerCall
@@ -41,6 +41,8 @@ class MemoryLog:
         self.reads: list[tuple[int, int]] = []
         self.pending: list[tuple[int, int, Deferred[list[Event]]]] = []
         self.failures: list[Exception] = []
+        #: While true, every call fails as with an unreachable database.
+        self.down = False
 
     # -- writing, as the store's write path would
 
@@ -77,9 +79,13 @@ class MemoryLog:
     # -- IChangeLog
 
     def current_revision(self) -> Deferred[int]:
+        if self.down:
+            return fail(Unavailable("database unreachable"))
         return succeed(self.revision)
 
     def compact_revision(self) -> Deferred[int]:
+        if self.down:
+            return fail(Unavailable("database unreachable"))
         return succeed(self.compacted_to)
 
     def changes(self, after: int, limit: int) -> Deferred[list[Event]]:
@@ -102,6 +108,8 @@ class MemoryLog:
         self._answer(after, limit).chainDeferred(waiter)
 
     def _answer(self, after: int, limit: int) -> Deferred[list[Event]]:
+        if self.down:
+            return fail(Unavailable("database unreachable"))
         if self.failures:
             return fail(self.failures.pop(0))
         if after < self.compacted_to:
@@ -137,21 +145,36 @@ class FakeCall:
         self.reading = True
         self.unacknowledged: list[Deferred[None]] = []
         self.trailers: list[tuple[str, str]] = []
+        #: Set once the call ended: like the real call, it then refuses to be used.
+        self.ended = False
+        #: How often the handler tried to receive or send after the call ended.
+        self.used_after_end = 0
+        #: Called inside ``send``, after the message is taken (to end the call there).
+        self.on_send: Callable[[], None] | None = None
 
     def receive(self) -> Deferred[rpc_pb2.WatchRequest | None]:
+        self._check_open()
         if self.requests:
             return succeed(self.requests.pop(0))
         self.receiving = Deferred()
         return self.receiving
 
     def send(self, message: bytes) -> Deferred[None]:
+        self._check_open()
         self.sent.append(rpc_pb2.WatchResponse.FromString(message))
         self.sent_bytes += len(message)
+        if self.on_send is not None:
+            self.on_send()
         if self.reading:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self.unacknowledged.append(waiter)
         return waiter
+
+    def _check_open(self) -> None:
+        if self.ended:
+            self.used_after_end += 1
+            raise CancelledError("the call has ended")
 
     def set_trailing_metadata(self, metadata: list[tuple[str, str]]) -> None:
         self.trailers.extend(metadata)
