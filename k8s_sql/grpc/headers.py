@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from k8s_sql.grpc.framing import ACCEPTED_ENCODINGS
 from k8s_sql.grpc.status import GRPCError, StatusCode

@@ -9,7 +9,8 @@ shutdown with GOAWAY.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -27,13 +28,14 @@ from h2.events import (
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from k8s_sql.grpc.frameguard import FrameLengthGuard
 from k8s_sql.grpc.headers import RequestRejected, parse_request, rejection_headers
 from k8s_sql.grpc.interfaces import IMethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
@@ -61,6 +63,7 @@ class GRPCProtocol(Protocol):
         self.factory = factory
         self._h2 = H2Connection(factory._h2_config)
         self._h2.local_settings = Settings(client=False, initial_values=factory._local_settings)
+        self._guard = FrameLengthGuard()
         self._calls: dict[int, ServerCall] = {}
         # Calls with output waiting for flow-control window or transport room, in turn order.
         self._waiting: dict[ServerCall, None] = {}
@@ -109,12 +112,19 @@ class GRPCProtocol(Protocol):
                 self._close_now()
                 return
             handlers = _EVENT_HANDLERS
+            if len(events) > 1:
+                events = self._resets_first(events)
             for event in events:
                 handler = handlers.get(type(event))
                 if handler is not None:
                     handler(self, event)
                     if self._closed:
-                        break
+                        return
+            if not self._guard.check(data, self._h2.max_inbound_frame_size):
+                self.log.debug("Overlong frame from {peer}", peer=self._peer)
+                self._h2.close_connection(ErrorCodes.FRAME_SIZE_ERROR)
+                self._close_now()
+                return
         finally:
             self._receiving = False
         self._write()
@@ -272,6 +282,23 @@ class GRPCProtocol(Protocol):
 
     # Internals
 
+    def _resets_first(self, events: list[Any]) -> list[Any]:
+        """Order a batch of events so that endings come first.
+
+        h2 has already applied the whole batch: a stream reset later in it is closed
+        in h2, and so is the connection after a GOAWAY.  Handling those first cancels
+        the calls concerned before anything tries to answer on them; a stream opened
+        and reset in the same batch is never started.
+        """
+        endings = [event for event in events if type(event) in _ENDINGS]
+        if not endings:
+            return events
+        reset = {event.stream_id for event in endings if type(event) is StreamReset}
+        return endings + [
+            event for event in events
+            if type(event) not in _ENDINGS and not (type(event) is RequestReceived and event.stream_id in reset)
+        ]
+
     def _flush_waiting(self) -> None:
         """Give waiting calls their turn, in order, while there is room."""
         waiting = list(self._waiting)
@@ -308,6 +335,7 @@ class GRPCProtocol(Protocol):
         self.transport.loseConnection()
 
 
+_ENDINGS = (StreamReset, ConnectionTerminated)
 _EVENT_HANDLERS: dict[type, Callable[[GRPCProtocol, Any], None]] = {
     RequestReceived: GRPCProtocol._request_received,
     DataReceived: GRPCProtocol._data_received,
@@ -433,6 +461,8 @@ class GRPCServerFactory(Factory):
 
     def _fire_if_closed(self) -> None:
         if self._draining and not self.connections and self._closed_waiters:
+            # Nothing is left to wait for: connections accepted from now on close at once.
+            self._stopping = True
             timer, self._grace_timer = self._grace_timer, None
             if timer is not None:
                 timer.cancel()

@@ -9,8 +9,9 @@ trailers wait for flow-control window) to *closed* (trailers sent or stream rese
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from inspect import iscoroutine
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from h2.errors import ErrorCodes
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed

@@ -52,11 +52,11 @@ def server_options(cert_file: str | Path, key_file: str | Path, trusted_ca_file:
     if trusted_ca_file is not None and not authorities:
         raise TLSConfigurationError(f"{trusted_ca_file} holds no PEM certificate")
     options = CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),
+        privateKey=key,  # cryptography objects: pyOpenSSL deprecates its own types here
         certificate=chain[0],
         extraCertChain=chain[1:],
         verify=bool(authorities),
-        caCerts=authorities or None,
+        caCerts=[crypto.X509.from_cryptography(authority) for authority in authorities] or None,
         requireCertificate=client_cert_auth,
         acceptableProtocols=list(ALPN_PROTOCOLS),
         raiseMinimumTo=TLSVersion.TLSv1_2,
@@ -69,13 +69,10 @@ def server_options(cert_file: str | Path, key_file: str | Path, trusted_ca_file:
     return options
 
 
-def _load_certificates(path: str | Path) -> list[crypto.X509]:
+def _load_certificates(path: str | Path) -> list[x509.Certificate]:
     data = Path(path).read_bytes()
     try:
-        return [
-            crypto.X509.from_cryptography(x509.load_pem_x509_certificate(block))
-            for block in _PEM_CERTIFICATE.findall(data)
-        ]
+        return [x509.load_pem_x509_certificate(block) for block in _PEM_CERTIFICATE.findall(data)]
     except ValueError as e:
         raise TLSConfigurationError(f"{path}: {e}") from None
 
