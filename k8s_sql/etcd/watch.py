@@ -279,7 +279,7 @@ class WatchStream:
 
     def fail(self, reason: Failure) -> None:
         """End the call with ``reason``, store failures in etcd's words."""
-        if self._ended.called:
+        if self._ended.called or self._closed:
             return
         if reason.check(StoreError):
             reason = Failure(to_grpc_error(reason.value))

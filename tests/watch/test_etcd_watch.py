@@ -3,6 +3,7 @@ cancellation, compaction, progress notifications and slow readers."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
@@ -419,6 +420,21 @@ def test_a_call_ended_by_a_resumed_replay_frees_every_watcher() -> None:
     server.log.write((b"k", b"3"))
     server.log.answer()
     assert call.take() == []
+
+
+def test_an_abandoned_stream_is_collected_quietly() -> None:
+    """A stream whose whole world is dropped unended is closed by the garbage collector;
+    its cleanup must not fail (the autouse fixture checks for unhandled errors)."""
+
+    def abandon() -> None:
+        server = Server()
+        call = FakeCall()
+        ensureDeferred(server.service.watch(call))
+        call.create(b"k")
+        call.create(b"j", start_revision=1)
+
+    abandon()
+    gc.collect()
 
 
 def test_half_close_does_not_end_the_call() -> None:
