@@ -8,61 +8,16 @@ watcher is freed when clients go away.
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import threading
-import time
 from typing import Any, Callable, Iterator
 
-import grpc
 import pytest
 
-from k8s_sql.etcd.header import Identity
-from k8s_sql.etcd.kv import KVService
-from k8s_sql.etcd.watch import WatchService
-from k8s_sql.grpc.protocol import GRPCServerFactory
-from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.proto import kv_pb2, rpc_pb2
-from k8s_sql.watch.follower import Follower
-from k8s_sql.watch.hub import WatchHub
 from tests.etcdclient import EtcdClient
 from tests.processes import ETCDCTL
-
-Run = Callable[..., Any]
-
-
-class Server:
-    """KV and Watch on 127.0.0.1 over the real store."""
-
-    def __init__(self, run: Run, reactor: Any, store: Any, **options: Any) -> None:
-        self.run = run
-        self.hub = WatchHub()
-        self.follower = Follower(store, self.hub, reactor, poll_interval=None)
-        run(self.follower.startService)
-        registry = MethodRegistry()
-        identity = Identity(store.cluster_id, 1)
-        KVService(store, identity).register(registry)
-        WatchService(self.hub, store, self.follower, identity, reactor, **options).register(registry)
-        self.factory = GRPCServerFactory(registry, reactor)
-        self.port = run(reactor.listenTCP, 0, self.factory, interface="127.0.0.1")
-        self.endpoint = f"127.0.0.1:{self.port.getHost().port}"
-
-    def watchers(self) -> int:
-        return self.run(len, self.hub)
-
-    def open_calls(self) -> int:
-        return self.run(lambda: self.factory.open_calls)
-
-    def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, "condition not met in time"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.run(self.port.stopListening)
-        self.run(self.factory.shutdown, 1.0)
-        self.run(self.follower.stopService)
+from tests.watch.servers import Run, Server, WatchSession, put
 
 
 @pytest.fixture
@@ -70,46 +25,6 @@ def server(run: Run, reactor: Any, store: Any) -> Iterator[Server]:
     serving = Server(run, reactor, store)
     yield serving
     serving.stop()
-
-
-class WatchSession:
-    """One Watch stream from grpcio: requests go in through a queue, responses come out."""
-
-    def __init__(self, client: EtcdClient) -> None:
-        self._requests: queue.Queue[rpc_pb2.WatchRequest | None] = queue.Queue()
-        self.responses = client.Watch.Watch(self._outgoing())
-
-    def _outgoing(self) -> Iterator[rpc_pb2.WatchRequest]:
-        while (request := self._requests.get()) is not None:
-            yield request
-
-    def create(self, key: bytes, range_end: bytes = b"", **options: Any) -> None:
-        self._requests.put(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=key, range_end=range_end, **options)))
-
-    def cancel(self, watch_id: int) -> None:
-        self._requests.put(rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=watch_id)))
-
-    def progress(self) -> None:
-        self._requests.put(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
-
-    def half_close(self) -> None:
-        self._requests.put(None)
-
-    def next(self) -> rpc_pb2.WatchResponse:
-        return next(self.responses)
-
-    def events_until(self, revision: int) -> list[tuple[int, bytes, int]]:
-        """``(type, key, mod_revision)`` of every event received up to ``revision``."""
-        received: list[tuple[int, bytes, int]] = []
-        while not received or received[-1][2] < revision:
-            response = self.next()
-            assert not response.canceled, response
-            received.extend((e.type, e.kv.key, e.kv.mod_revision) for e in response.events)
-        return received
-
-
-def put(client: EtcdClient, key: bytes, value: bytes) -> int:
-    return client.KV.Put(rpc_pb2.PutRequest(key=key, value=value), timeout=10).header.revision
 
 
 def test_create_events_progress_and_cancel(server: Server) -> None:
