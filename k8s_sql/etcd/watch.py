@@ -4,7 +4,8 @@ Each watch on a stream is a ``Feed`` (``k8s_sql.watch.feed``): replayed from the
 live from the hub.  All of a stream's responses go through one ``Outbox`` bounded in bytes,
 in the order they were produced, so a watch's ``created`` response precedes its events and
 a progress notification follows every event it vouches for.  etcd 3.5/3.6 behaviour kept
-here, with the places it was checked:
+here (read in etcd's ``v3rpc/watch.go`` and ``mvcc/watcher.go``, and compared with a real
+etcd by ``tests/watch/test_etcd_differential.py``):
 
 - watch ids: 0 asks the stream to pick one, as etcd's ``watchStream.Watch`` does: a
   per-stream counter, starting at 0, that skips ids in use and never goes back;
@@ -214,21 +215,27 @@ class _Watch:
         return self.feed.live
 
     def has_room(self) -> bool:
+        """Whether the stream's outbox takes more events."""
         return self.stream.outbox.has_room()
 
     def room(self) -> Deferred[None]:
+        """Fire once the stream's outbox has drained."""
         return self.stream.outbox.room()
 
     def deliver(self, revisions: Revisions) -> None:
+        """Queue responses with these events."""
         self.stream.send_events(self, revisions)
 
     def synced(self) -> None:
+        """The watch follows the hub now: a pending progress request may be answerable."""
         self.stream.answer_progress()
 
     def compacted(self, compact_revision: int) -> None:
+        """Cancel the watch with ``compact_revision``."""
         self.stream.compacted(self, compact_revision)
 
     def failed(self, reason: Failure) -> None:
+        """End the whole call with ``reason``."""
         self.stream.fail(reason)
 
 

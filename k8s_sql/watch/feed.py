@@ -155,7 +155,7 @@ class Feed:
                 self.live = True
                 return
             events = await self._store.changes(self.position, self._batch_size)
-            revisions = []
+            revisions: list[tuple[int, list[Event]]] = []
             for event in events:
                 if event.kv.key in self._range and event.type in self._types:
                     revision = event.kv.mod_revision
