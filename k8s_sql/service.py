@@ -27,11 +27,17 @@ from twisted.python.failure import Failure
 
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES, KVService
+from k8s_sql.etcd.lease import DEFAULT_MIN_TTL, LeaseService
+from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL, WatchService
 from k8s_sql.grpc.health import HealthService
 from k8s_sql.grpc.protocol import GRPCServerFactory
 from k8s_sql.grpc.registry import MethodRegistry
-from k8s_sql.store.interfaces import IStore
+from k8s_sql.lease.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
+from k8s_sql.lease.sweeper import LeaseSweeper
 from k8s_sql.store import open_store
+from k8s_sql.store.interfaces import IStore
+from k8s_sql.watch.follower import Follower
+from k8s_sql.watch.hub import WatchHub
 
 DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
 DEFAULT_ENDPOINT = "sqlite:///k8s-sql.db"
@@ -49,6 +55,12 @@ class ServerConfig:
     name: str = "default"
     #: Seconds between polls for commits made by other servers sharing the database.
     poll_interval: float = 1.0
+    #: Seconds between progress notifications to watches that asked for them.
+    progress_notify_interval: float = DEFAULT_PROGRESS_INTERVAL
+    #: The shortest lease TTL granted, in seconds.
+    lease_min_ttl: int = DEFAULT_MIN_TTL
+    #: Seconds between sweeps for expired leases.
+    lease_sweep_interval: float = DEFAULT_SWEEP_INTERVAL
     #: The largest write request accepted, as etcd's ``--max-request-bytes``.
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     #: Seconds calls in flight may take to finish when the server stops.
@@ -106,14 +118,23 @@ class K8sSQLService(MultiService):
         return waiter
 
     async def _start(self) -> list[IListeningPort]:
-        self.store = store = await open_store(self.config.endpoint, self.reactor)
-        identity = Identity(store.cluster_id, member_id(store.cluster_id, self.config.name))
+        config, reactor = self.config, self.reactor
+        self.store = store = await open_store(config.endpoint, reactor)
+        identity = Identity(store.cluster_id, member_id(store.cluster_id, config.name))
+        hub = WatchHub()
+        follower = Follower(store, hub, reactor, poll_interval=config.poll_interval)
+        follower.setServiceParent(self)
+        LeaseSweeper(store, reactor, config.lease_sweep_interval).setServiceParent(self)
         registry = MethodRegistry()
         HealthService().register(registry)
-        KVService(store, identity, self.config.max_request_bytes).register(registry)
-        self.factory = GRPCServerFactory(registry, self.reactor)
-        for description in self.config.listen:
-            port = await serverFromString(self.reactor, description).listen(self.factory)
+        KVService(store, identity, config.max_request_bytes).register(registry)
+        WatchService(
+            hub, store, follower, identity, reactor, progress_interval=config.progress_notify_interval
+        ).register(registry)
+        LeaseService(store, identity, reactor, min_ttl=config.lease_min_ttl).register(registry)
+        self.factory = GRPCServerFactory(registry, reactor)
+        for description in config.listen:
+            port = await serverFromString(reactor, description).listen(self.factory)
             self.ports.append(port)
             self.log.info(
                 "k8s-sql serving the etcd API on {address} ({endpoint})",
@@ -133,8 +154,7 @@ class K8sSQLService(MultiService):
             waiter.callback(outcome)
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening, drain calls in flight, then close the database."""
-        super().stopService()
+        """Stop listening, drain calls in flight, stop the follower and sweeper, close the database."""
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
@@ -145,6 +165,7 @@ class K8sSQLService(MultiService):
         self.ports = []
         if self.factory is not None:
             await self.factory.shutdown(self.config.shutdown_grace)
+        await super().stopService()
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -58,6 +58,21 @@ class Options(usage.Options):
             positive_float,
         ],
         [
+            "progress-notify-interval",
+            None,
+            600.0,
+            "Seconds between progress notifications to watches that asked for them.",
+            positive_float,
+        ],
+        ["lease-min-ttl", None, 2, "The shortest lease TTL granted, in seconds.", positive_int],
+        [
+            "lease-sweep-interval",
+            None,
+            0.5,
+            "Seconds between sweeps that revoke expired leases.",
+            positive_float,
+        ],
+        [
             "max-request-bytes",
             None,
             1536 * 1024,
@@ -99,6 +114,9 @@ class Options(usage.Options):
             endpoint=self["endpoint"],
             name=self["name"],
             poll_interval=self["poll-interval"],
+            progress_notify_interval=self["progress-notify-interval"],
+            lease_min_ttl=self["lease-min-ttl"],
+            lease_sweep_interval=self["lease-sweep-interval"],
             max_request_bytes=self["max-request-bytes"],
             shutdown_grace=self["shutdown-grace"],
         )
