@@ -1,8 +1,9 @@
 """The change feed the watch follower tails: committed events, in revision order.
 
-Events at revisions above ``after`` are all still in the log, each with its ``prev_kv``,
-exactly when ``after`` is at or above the last compaction: compaction keeps every row above
-its revision and each key's latest version at or below it.
+An event's ``prev_kv`` is the key's version as of the revision before the event's, as etcd
+reports it.  Events at revisions above ``after`` are all still in the log, each with its
+``prev_kv``, exactly when ``after`` is at or above the last compaction: compaction keeps
+every row above its revision and each key's latest version at or below it.
 """
 
 from __future__ import annotations
@@ -39,4 +40,6 @@ def _event(row: tuple) -> Event:
     prev_kv = KeyValue(key, p_create, prev, p_version, p_value, p_lease) if prev else None
     if deleted:
         return Event(EventType.DELETE, KeyValue(key, mod_revision=revision), prev_kv)
-    return Event(EventType.PUT, KeyValue(key, create, revision, version, value, lease), prev_kv)
+    # A key created at this revision had no previous version, even if it was deleted earlier
+    # in the same revision (as etcd, which looks prev_kv up only for non-create events).
+    return Event(EventType.PUT, KeyValue(key, create, revision, version, value, lease), prev_kv if create != revision else None)

@@ -107,7 +107,8 @@ class SQLStore:
         rng: random.Random | None = None,
     ) -> None:
         self.cluster_id = cluster_id
-        self._db = database
+        #: The ``Database`` this store runs on.
+        self.database = database
         self._max_txn_ops = max_txn_ops
         self._compaction_batch = compaction_batch
         self._rng = rng or random.SystemRandom()
@@ -121,7 +122,7 @@ class SQLStore:
     async def range(self, request: RangeRequest) -> RangeResponse:
         """Run a range (see ``IStore``)."""
         check_range(request)
-        return await self._db.read(_range, request)
+        return await self.database.read(_range, request)
 
     @_deferred
     async def put(self, request: PutRequest) -> PutResponse:
@@ -142,7 +143,7 @@ class SQLStore:
         check_txn(request, self._max_txn_ops)
         self._check_txn_keys(request)
         if is_read_only(request):
-            return await self._db.read(_read_only_txn, request)
+            return await self.database.read(_read_only_txn, request)
         return await self._write(Executor.txn, request)
 
     @_deferred
@@ -158,17 +159,17 @@ class SQLStore:
     @_deferred
     async def current_revision(self) -> int:
         """The newest committed revision."""
-        return (await self._db.read(Reader.snapshot)).revision
+        return (await self.database.read(Reader.snapshot)).revision
 
     @_deferred
     async def compact_revision(self) -> int:
         """The last compaction's revision, 0 when there was none."""
-        return max((await self._db.read(Reader.snapshot)).compacted, 0)
+        return max((await self.database.read(Reader.snapshot)).compacted, 0)
 
     @_deferred
     async def changes(self, after: int, limit: int) -> tuple[Event, ...]:
         """The events after revision ``after`` (see ``k8s_sql.store.feed``)."""
-        return await self._db.read(feed.changes, after, limit)
+        return await self.database.read(feed.changes, after, limit)
 
     def notify_commits(self, observer: Callable[[int], None]) -> Callable[[], None]:
         """Call ``observer(revision)`` after commits (see ``IStore``); returns an unregister function."""
@@ -190,23 +191,23 @@ class SQLStore:
     @_deferred
     async def lease_renew(self, lease_id: int, now: float) -> int:
         """Renew a lease from ``now``; its TTL, or 0 when unknown or expired."""
-        return await self._db.write(leases.renew, lease_id, now)
+        return await self.database.write(leases.renew, lease_id, now)
 
     @_deferred
     async def lease_time_to_live(self, lease_id: int, keys: bool, now: float) -> LeaseTimeToLive:
         """A lease's remaining TTL at ``now``, with its keys when asked."""
-        return await self._db.read(leases.time_to_live, lease_id, keys, now)
+        return await self.database.read(leases.time_to_live, lease_id, keys, now)
 
     @_deferred
     async def leases(self) -> list[int]:
         """Every lease's ID."""
-        return await self._db.read(leases.all_ids)
+        return await self.database.read(leases.all_ids)
 
     @_deferred
     async def expire_leases(self, now: float, limit: int) -> list[int]:
         """Revoke up to ``limit`` leases expired at ``now``, each in its own revision."""
         revoked = []
-        for lease_id in await self._db.read(leases.expired, now, limit):
+        for lease_id in await self.database.read(leases.expired, now, limit):
             if await self._write(leases.expire, lease_id, now):
                 revoked.append(lease_id)
         return revoked
@@ -218,7 +219,7 @@ class SQLStore:
         if self._listener is not None:
             await self._listener.stop()
         await defer.DeferredList(list(self._background))
-        self._db.close()
+        self.database.close()
 
     def resume_compaction(self) -> None:
         """Delete, in the background, the log rows compactions made unreadable."""
@@ -232,12 +233,12 @@ class SQLStore:
             self.log.failure("physical compaction stopped; it resumes with the next compaction", result)
 
     async def _compact_physically(self) -> None:
-        while not self._closing and await self._db.write(compaction.step, self._compaction_batch):
+        while not self._closing and await self.database.write(compaction.step, self._compaction_batch):
             pass
 
     async def _write(self, operation: Callable[..., T], *args: Any) -> T:
         """Run ``operation(executor, *args)`` holding the revision lock; report the commit."""
-        response, revision = await self._db.write(self._locked, operation, args)
+        response, revision = await self.database.write(self._locked, operation, args)
         if revision is not None:
             self._committed(revision)
         return response
@@ -258,8 +259,8 @@ class SQLStore:
                 self.log.failure("commit observer {observer!r} failed", observer=observer)
 
     def _check_key(self, key: bytes) -> None:
-        if len(key) > self._db.dialect.max_key_bytes:
-            raise RequestTooLarge(f"keys longer than {self._db.dialect.max_key_bytes} bytes do not fit in {self._db.dialect.name}")
+        if len(key) > self.database.dialect.max_key_bytes:
+            raise RequestTooLarge(f"keys longer than {self.database.dialect.max_key_bytes} bytes do not fit in {self.database.dialect.name}")
 
     def _check_txn_keys(self, request: TxnRequest) -> None:
         for op in request.success + request.failure:
