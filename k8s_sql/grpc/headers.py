@@ -164,8 +164,8 @@ def encode_metadata(pairs: Iterable[tuple[str, str | bytes]]) -> list[Header]:
                 raise TypeError(f"metadata {name!r} ends in -bin and needs a bytes value")
             encoded.append((name.encode(), base64.b64encode(value).rstrip(b"=")))
         else:
-            if not isinstance(value, str) or not value.isprintable() or not value.isascii():
-                raise ValueError(f"metadata {name!r} needs a printable ASCII str value")
+            if not isinstance(value, str) or not value.isascii() or not value.isprintable() or value != value.strip():
+                raise ValueError(f"metadata {name!r} needs a printable ASCII str value, without surrounding spaces")
             encoded.append((name.encode(), value.encode("ascii")))
     return encoded
 

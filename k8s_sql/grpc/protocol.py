@@ -53,6 +53,29 @@ _DEFAULT_WINDOW = 65535
 CallObserver = Callable[[str, StatusCode, float], None]
 
 
+class _H2Connection(H2Connection):
+    """h2's server connection, counting open streams in amortized constant time.
+
+    h2 counts open streams (pruning closed ones from ``streams``) by scanning them all
+    whenever a stream opens: quadratic on a connection that holds many long-lived
+    streams (watches) while short calls come and go.  Here the table is scanned only
+    once it has doubled since the last scan; until then its size is an upper bound,
+    enough to check against MAX_CONCURRENT_STREAMS.
+    """
+
+    _next_scan = 64
+
+    @property
+    def open_inbound_streams(self) -> int:
+        """The number of open streams, or an upper bound when that is still under the limit."""
+        known = len(self.streams)
+        if known < self._next_scan and known < self.local_settings.max_concurrent_streams:
+            return known
+        count = super().open_inbound_streams
+        self._next_scan = max(2 * len(self.streams), 64)
+        return count
+
+
 @implementer(IPushProducer)
 class GRPCProtocol(Protocol):
     """One HTTP/2 connection carrying gRPC calls (server side)."""
@@ -61,7 +84,7 @@ class GRPCProtocol(Protocol):
 
     def __init__(self, factory: GRPCServerFactory) -> None:
         self.factory = factory
-        self._h2 = H2Connection(factory._h2_config)
+        self._h2 = _H2Connection(factory._h2_config)
         self._h2.local_settings = Settings(client=False, initial_values=factory._local_settings)
         self._guard = FrameLengthGuard()
         self._calls: dict[int, ServerCall] = {}
@@ -399,7 +422,12 @@ class GRPCServerFactory(Factory):
         self.connections: set[GRPCProtocol] = set()
         #: How many calls are in progress on all connections.
         self.open_calls = 0
-        self._h2_config = H2Configuration(client_side=False, header_encoding=None)
+        # Outbound headers are ours (metadata is checked by encode_metadata): h2 need not
+        # validate them again.  Inbound validation stays: clients are not trusted.
+        self._h2_config = H2Configuration(
+            client_side=False, header_encoding=None,
+            validate_outbound_headers=False, normalize_outbound_headers=False,
+        )
         self._local_settings = {
             SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
             SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,

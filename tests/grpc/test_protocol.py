@@ -442,6 +442,29 @@ def test_thousand_concurrent_streams(factory: GRPCServerFactory, peer: Peer, ser
     assert factory.open_calls == 0
 
 
+def test_stream_table_stays_small_beside_long_lived_streams(factory: GRPCServerFactory, peer: Peer) -> None:
+    for _ in range(100):
+        peer.call(SERVICE + "Hang", message(b""))
+    for i in range(1000):
+        assert peer.response(peer.call(SERVICE + "Echo", message(b"%d" % i))).messages() == [b"%d" % i]
+    assert factory.open_calls == 100
+    assert len(peer.protocol._h2.streams) <= 2 * 100 + 64
+
+
+def test_concurrent_stream_limit_counts_only_open_streams(clock: Clock) -> None:
+    factory, service = make_factory(clock, max_concurrent_streams=10)
+    peer = Peer(factory)
+    for _ in range(3):
+        for _ in range(10):
+            peer.call(SERVICE + "Hang", message(b""))
+        assert factory.open_calls == 10 and not peer.closed
+        for waiting in list(service.hanging):
+            waiting.callback(None)
+        peer.pump()
+    peer.call(SERVICE + "Hang", message(b""))
+    assert factory.open_calls == 1
+
+
 # Bad input
 
 
