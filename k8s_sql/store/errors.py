@@ -73,3 +73,11 @@ class Unavailable(StoreError):
 
 class SchemaTooNew(StoreError):
     """The database was created by a newer k8s-sql; this version refuses to touch it."""
+
+
+class NotEmpty(StoreError):
+    """A snapshot load into a store that already holds keys or leases."""
+
+
+class InvalidLoad(StoreError):
+    """Records a snapshot load cannot take: keys out of order, revisions beyond the snapshot's."""

@@ -110,6 +110,33 @@ class IStore(ILeaseStore, IChangeLog):
         """Release the database connections; fires when done."""
 
 
+class IBulkLoad(Interface):
+    """Loading a snapshot of another etcd or k8s-sql, keeping its revisions (for migrations).
+
+    ``begin_load`` once, then ``load_leases`` and ``load_keys`` in batches; leases before
+    the keys attached to them.  A load is meant for a database no server is serving yet:
+    until it ends, readers see part of the snapshot.  Nothing loaded takes a revision.
+    """
+
+    def begin_load(revision, replace):
+        """Empty the store for a snapshot taken at ``revision``; fires with the store's revision.
+
+        The revision becomes the higher of ``revision`` and the store's own, and is recorded
+        as compacted, since no history below it is loaded.  Fails with ``NotEmpty`` when the
+        store holds keys or leases, unless ``replace``, which deletes them.
+        """
+
+    def load_leases(leases):
+        """Add ``Lease`` records as they are (IDs, TTLs, deadlines); ``LeaseExists`` on an ID in use."""
+
+    def load_keys(kvs):
+        """Add live ``KeyValue`` records with their revisions, versions and leases.
+
+        Keys come in ascending order, each above every key loaded before; revisions are at
+        most the store's.  Fails with ``InvalidLoad`` otherwise, ``LeaseNotFound`` for a lease
+        not loaded and ``RequestTooLarge`` for a key this database cannot hold.
+        """
+
 
 class IDialect(Interface):
     """How the store talks to one kind of database: connections, DDL, locks and failures.

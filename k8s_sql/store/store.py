@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import functools
 import random
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from k8s_sql.store import compaction, feed, leases, schema
+from k8s_sql.store import bulk, compaction, feed, leases, schema
 from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS, check_delete, check_put, check_range, check_txn, is_read_only
 from k8s_sql.store.errors import LeaseTTLTooLarge, RequestTooLarge
-from k8s_sql.store.interfaces import IStore
+from k8s_sql.store.interfaces import IBulkLoad, IStore
 from k8s_sql.store.model import (
     DeleteRangeRequest,
     DeleteRangeResponse,
     Event,
+    KeyValue,
     Lease,
     LeaseTimeToLive,
     PutRequest,
@@ -86,7 +87,7 @@ def _read_only_txn(session: Session, request: TxnRequest) -> TxnResponse:
     return Executor.read_only(session).txn(request)
 
 
-@implementer(IStore)
+@implementer(IStore, IBulkLoad)
 class SQLStore:
     """An ``IStore`` on a ``Database``; get one with ``open_store``.
 
@@ -211,6 +212,23 @@ class SQLStore:
             if await self._write(leases.expire, lease_id, now):
                 revoked.append(lease_id)
         return revoked
+
+    @_deferred
+    async def begin_load(self, revision: int, replace: bool) -> int:
+        """Empty the store for a snapshot taken at ``revision`` (see ``IBulkLoad``)."""
+        return await self._write(bulk.begin, revision, replace)
+
+    @_deferred
+    async def load_leases(self, loaded: Sequence[Lease]) -> None:
+        """Add a snapshot's leases (see ``IBulkLoad``)."""
+        await self._write(bulk.leases, loaded)
+
+    @_deferred
+    async def load_keys(self, kvs: Sequence[KeyValue]) -> None:
+        """Add a snapshot's keys, in key order (see ``IBulkLoad``)."""
+        for kv in kvs:
+            self._check_key(kv.key)
+        await self._write(bulk.keys, kvs)
 
     @_deferred
     async def close(self) -> None:

@@ -31,7 +31,7 @@ INSERT_LOG = (
     "INSERT INTO k8s_log (revision, sub, k, create_revision, version, lease, value, deleted, prev_revision, prev_sub)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_KV = (
+INSERT_KV = (
     "INSERT INTO k8s_kv (k, create_revision, mod_revision, sub, version, lease, value) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_KV = "UPDATE k8s_kv SET mod_revision = ?, sub = ?, version = ?, lease = ?, value = ? WHERE k = ?"
@@ -140,7 +140,7 @@ class Executor:
         if prev:
             self.session.run(_UPDATE_KV, revision, sub, version, lease, value, request.key)
         else:
-            self.session.run(_INSERT_KV, request.key, create, revision, sub, version, lease, value)
+            self.session.run(INSERT_KV, request.key, create, revision, sub, version, lease, value)
         self._changed(1)
         return PutResponse(revision, prev if request.prev_kv else None)
 
