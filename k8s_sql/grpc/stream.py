@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from h2.errors import ErrorCodes
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -125,6 +125,8 @@ class ServerCall:
         """Queue a response message; the result fires once the client has room for it."""
         if self._state is not _OPEN:
             raise CancelledError(f"the call {self.method} has ended")
+        if self._method.kind in _RETURNS_RESPONSE:
+            raise RuntimeError(f"{self.method} answers with its handler's return value, not send()")
         self._queue(self._method.serialize(message))
         self._flush()
         if self._out_bytes <= self._limits.send_buffer or self._state is not _OPEN:
@@ -242,7 +244,8 @@ class ServerCall:
             try:
                 payload = self._method.serialize(result)
             except Exception as e:
-                self.log.failure("Serializing the response of {method} failed", method=self.method)
+                self.log.failure("Serializing the response of {method} failed", level=LogLevel.error,
+                                 method=self.method)
                 self._finish(StatusCode.INTERNAL, f"grpc: error while marshaling: {e}")
                 return
             self._queue(payload)
@@ -253,14 +256,15 @@ class ServerCall:
         error = failure.value
         if self._state is not _OPEN:
             if not isinstance(error, (CancelledError, GRPCError)):
-                self.log.failure("Handler of {method} failed after its call ended", failure, method=self.method)
+                self.log.failure("Handler of {method} failed after its call ended", failure, level=LogLevel.error,
+                                 method=self.method)
             return
         if isinstance(error, GRPCError):
             self._finish(error.code, error.message)
         elif isinstance(error, CancelledError):
             self._finish(StatusCode.CANCELLED, "")
         else:
-            self.log.failure("Handler of {method} failed", failure, method=self.method)
+            self.log.failure("Handler of {method} failed", failure, level=LogLevel.error, method=self.method)
             self._finish(StatusCode.UNKNOWN, f"Exception calling application: {error}")
 
     def _cancel_handler(self) -> None:

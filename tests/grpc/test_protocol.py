@@ -11,11 +11,11 @@ import pytest
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, PingAckReceived
 from h2.settings import SettingCodes
-from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame
 from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
@@ -192,6 +192,7 @@ def test_handler_exception_is_unknown_and_logged(peer: Peer, failures: list[dict
     assert response.status == StatusCode.UNKNOWN
     assert response.message == b"Exception calling application: boom"
     assert [event["log_failure"].type for event in failures] == [ValueError]
+    assert failures[0]["log_level"] == LogLevel.error
 
 
 def test_wrong_content_type_is_415(peer: Peer) -> None:
@@ -346,6 +347,13 @@ def test_finished_call_refuses_to_send(peer: Peer) -> None:
         call.receive()
 
 
+def test_unary_response_calls_cannot_send(peer: Peer) -> None:
+    peer.call(SERVICE + "Late", message(b""))
+    (call,) = peer.protocol._calls.values()
+    with pytest.raises(RuntimeError, match="return value"):
+        call.send(b"no")
+
+
 def test_client_goaway_cancels_calls_and_closes(peer: Peer, service: TestService) -> None:
     peer.call(SERVICE + "Hang", message(b""))
     peer.h2.close_connection()
@@ -478,6 +486,26 @@ def test_garbage_closes_only_that_connection(factory: GRPCServerFactory, garbage
     good = Peer(factory)
     bad.send_raw(garbage)
     assert bad.closed
+    assert good.response(good.call(SERVICE + "Echo", message(b"ok"))).messages() == [b"ok"]
+
+
+@pytest.mark.parametrize("headers", [
+    [(b"x-big", b"b" * 70000)],  # over MAX_HEADER_LIST_SIZE
+    [(b"connection", b"close")],  # not allowed in HTTP/2
+])
+def test_invalid_header_blocks_close_the_connection(factory: GRPCServerFactory, headers: list) -> None:
+    bad = Peer(factory)
+    good = Peer(factory)
+    stream = bad.h2.get_next_available_stream_id()
+    block = bad.h2.encoder.encode(request_headers(SERVICE + "Echo", *headers))
+    pieces = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+    frames = [HeadersFrame(stream, data=pieces[0], flags=["END_STREAM"])]
+    frames += [ContinuationFrame(stream, data=piece) for piece in pieces[1:]]
+    frames[-1].flags.add("END_HEADERS")
+    bad.send_raw(b"".join(frame.serialize() for frame in frames))
+    assert bad.closed and not bad.protocol._calls
+    goaway = bad.raw_frames()[-1]
+    assert isinstance(goaway, GoAwayFrame) and goaway.error_code != ErrorCodes.FRAME_SIZE_ERROR
     assert good.response(good.call(SERVICE + "Echo", message(b"ok"))).messages() == [b"ok"]
 
 
