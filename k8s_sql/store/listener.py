@@ -42,6 +42,7 @@ class CommitListener:
         self._retry: Any = None
         self._opening: defer.Deferred | None = None
         self._stopped = False
+        self._reconnecting = False
 
     def start(self) -> None:
         """Connect and listen; failures are retried until ``stop``."""
@@ -84,7 +85,8 @@ class CommitListener:
         self._delay = FIRST_DELAY
         self._reactor.addReader(self)
         self.log.debug("listening for commits on {channel}", channel=self._channel)
-        self._observer(revision)
+        if self._reconnecting:
+            self._observer(revision)
 
     def _failed(self, failure: Failure) -> None:
         self._opening = None
@@ -119,6 +121,7 @@ class CommitListener:
             self._start_later()
 
     def _start_later(self) -> None:
+        self._reconnecting = True
         self._retry = self._reactor.callLater(self._delay, self.start)
         self._delay = min(self._delay * 2, MAX_DELAY)
 

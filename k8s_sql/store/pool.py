@@ -25,6 +25,9 @@ from k8s_sql.store.url import DatabaseURL
 
 T = TypeVar("T")
 
+#: ``observer(writer, name, seconds, error)``: see ``Database.observe_transactions``.
+TransactionObserver = Callable[[bool, str, float, "BaseException | None"], None]
+
 #: How often a transaction that hit a deadlock or a busy database is tried.
 ATTEMPTS = 12
 
@@ -69,6 +72,7 @@ class Database:
         self._writer = self.dialect.connection_pool(reactor, True, url.integer("writers", WRITERS))
         self._reader = self.dialect.connection_pool(reactor, False, url.integer("readers", READERS))
         self._closed = False
+        self._observers: list[TransactionObserver] = []
 
     async def write(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(session, *args)`` in a write transaction."""
@@ -78,6 +82,17 @@ class Database:
         """Run ``function(session, *args)`` in a read-only snapshot transaction."""
         return await self._run(self._reader, False, function, args)
 
+    def observe_transactions(self, observer: TransactionObserver) -> Callable[[], None]:
+        """Call ``observer(writer, name, seconds, error)`` as each call of ``write`` or ``read`` ends.
+
+        ``name`` names the function run, ``seconds`` is the reactor time from the call
+        to its outcome (waiting for a connection and retries included), ``error`` is the
+        exception it failed with or ``None``.  For metrics and slow-transaction logs; it
+        must not block.  Returns a function that unregisters ``observer``.
+        """
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
     def close(self) -> None:
         """Close every connection; later calls fail with ``Unavailable``."""
         if not self._closed:
@@ -86,6 +101,22 @@ class Database:
             self._reader.close()
 
     async def _run(self, pool: adbapi.ConnectionPool, writer: bool, function: Callable[..., T], args: tuple) -> T:
+        started = self.reactor.seconds()
+        error: BaseException | None = None
+        try:
+            return await self._attempts(pool, writer, function, args)
+        except BaseException as failed:
+            error = failed
+            raise
+        finally:
+            seconds, name = self.reactor.seconds() - started, _name(function, args)
+            for observer in list(self._observers):
+                try:
+                    observer(writer, name, seconds, error)
+                except Exception:
+                    self.log.failure("transaction observer {observer!r} failed", observer=observer)
+
+    async def _attempts(self, pool: adbapi.ConnectionPool, writer: bool, function: Callable[..., T], args: tuple) -> T:
         attempt = reconnects = 0
         while True:
             attempt += 1
@@ -125,3 +156,11 @@ class Database:
         if isinstance(error, adbapi.ConnectionLost):
             return Fault.UNAVAILABLE
         return self.dialect.fault(error)
+
+
+def _name(function: Callable[..., Any], args: tuple) -> str:
+    """``function``'s name, with the operation it runs when its first argument is one."""
+    name = getattr(function, "__qualname__", repr(function))
+    if args and callable(args[0]):
+        name += f"({getattr(args[0], '__qualname__', repr(args[0]))})"
+    return name
