@@ -128,7 +128,7 @@ class ServerCall:
         if self._method.kind in _RETURNS_RESPONSE:
             raise RuntimeError(f"{self.method} answers with its handler's return value, not send()")
         self._queue(self._method.serialize(message))
-        self._flush()
+        self.flush()
         if self._out_bytes <= self._limits.send_buffer or self._state is not _OPEN:
             return succeed(None)
         drained: Deferred[None] = Deferred(self._cancel_drain)
@@ -183,10 +183,6 @@ class ServerCall:
             request, _ = self._inbox.popleft()
             self._inbox_bytes = 0
             self._run(request, self)
-
-    def flush(self) -> None:
-        """Send what the flow-control windows now allow."""
-        self._flush()
 
     def reset_by_peer(self) -> None:
         """The client reset the stream (RST_STREAM): cancel the handler, drop everything."""
@@ -323,7 +319,8 @@ class ServerCall:
         self._out.append(data)
         self._out_bytes += len(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what the flow-control windows and the transport now allow, then the trailers."""
         conn = self._conn
         out = self._out
         if out:
@@ -363,7 +360,7 @@ class ServerCall:
         self._code = code
         self._cancel_timer()
         self._trailers = status_headers(code, message, self._trailing)
-        self._flush()
+        self.flush()
 
     def _send_trailers(self) -> None:
         trailers, self._trailers = self._trailers, None
