@@ -159,8 +159,13 @@ class Database:
 
 
 def _name(function: Callable[..., Any], args: tuple) -> str:
-    """``function``'s name, with the operation it runs when its first argument is one."""
-    name = getattr(function, "__qualname__", repr(function))
+    """``module.function``, with the operation it runs when its first argument is one."""
+    name = _qualified(function)
     if args and callable(args[0]):
-        name += f"({getattr(args[0], '__qualname__', repr(args[0]))})"
+        name += f"({_qualified(args[0])})"
     return name
+
+
+def _qualified(function: Any) -> str:
+    module = getattr(function, "__module__", None) or ""
+    return f"{module.rpartition('.')[2]}.{getattr(function, '__qualname__', repr(function))}".lstrip(".")
