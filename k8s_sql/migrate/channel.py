@@ -39,10 +39,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClien
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS, platformTrust, trustRootFromCertificates
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from k8s_sql.grpc.framing import MessageReader, frame_message
 from k8s_sql.grpc.headers import Header, encode_metadata
 from k8s_sql.grpc.status import GRPCError, StatusCode
+from k8s_sql.migrate.interfaces import IUnaryChannel
 
 M = TypeVar("M", bound=Message)
 
@@ -338,6 +340,7 @@ _EVENTS: dict[type, Any] = {
 }
 
 
+@implementer(IUnaryChannel)
 class GRPCChannel:
     """Unary gRPC calls to one server, over an HTTP/2 connection made when needed.
 
