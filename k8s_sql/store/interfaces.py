@@ -181,6 +181,7 @@ class IDialect(Interface):
     def listen(reactor, channel, observer):
         """Start receiving other servers' announcements on ``channel``.
 
-        Returns an object with ``stop() -> Deferred`` that calls ``observer(revision)`` in
+        A coroutine: once the first attempt to listen ended (later attempts retry), it
+        returns an object with ``stop() -> Deferred`` that calls ``observer(revision)`` in
         the reactor thread for every announcement, or ``None`` where the database cannot push.
         """

@@ -8,6 +8,7 @@ current revision, since announcements made meanwhile were lost.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from twisted.internet import defer, threads
@@ -38,16 +39,18 @@ class CommitListener:
         self._channel = channel
         self._observer = observer
         self._connection: Any = None
+        self._fd = -1
         self._delay = FIRST_DELAY
         self._retry: Any = None
         self._opening: defer.Deferred | None = None
         self._stopped = False
         self._reconnecting = False
 
-    def start(self) -> None:
-        """Connect and listen; failures are retried until ``stop``."""
+    def start(self) -> defer.Deferred[None]:
+        """Connect and listen; fires once this attempt ended.  Failures are retried until ``stop``."""
         self._opening = threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._open)
         self._opening.addCallbacks(self._opened, self._failed)
+        return self._opening
 
     def stop(self) -> defer.Deferred:
         """Stop listening and close the connection; fires when done."""
@@ -82,6 +85,9 @@ class CommitListener:
             connection.close()
             return
         self._connection = connection
+        # The reactor watches a duplicate of the socket: libpq closes its own descriptor as
+        # soon as it sees the connection fail, before the reactor could stop watching it.
+        self._fd = os.dup(connection.pgconn.socket)
         self._delay = FIRST_DELAY
         self._reactor.addReader(self)
         self.log.debug("listening for commits on {channel}", channel=self._channel)
@@ -96,8 +102,8 @@ class CommitListener:
         self._start_later()
 
     def fileno(self) -> int:
-        """The listening connection's socket."""
-        return self._connection.pgconn.socket if self._connection is not None else -1
+        """The listening connection's socket (a duplicate)."""
+        return self._fd
 
     def doRead(self) -> Failure | None:
         """Read what arrived and report every announced revision."""
@@ -133,3 +139,6 @@ class CommitListener:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
+        if self._fd != -1:
+            os.close(self._fd)
+            self._fd = -1

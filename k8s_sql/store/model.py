@@ -202,3 +202,41 @@ class LeaseTimeToLive:
     ttl: int
     granted_ttl: int = 0
     keys: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KVHash:
+    """A hash of the key space as of ``revision``, as etcd's HashKV computes it.
+
+    ``compact_revision`` is the last compaction (-1 when never compacted, as etcd reports
+    it) and ``current_revision`` the newest revision when the hash was taken.
+    """
+
+    hash: int
+    revision: int
+    compact_revision: int
+    current_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSize:
+    """How much space the store's tables take in bytes, and how much of it holds live data."""
+
+    total: int
+    in_use: int
+
+
+class AlarmType(IntEnum):
+    """A kind of alarm, numbered as etcd's ``AlarmType``."""
+
+    NONE = 0
+    NOSPACE = 1
+    CORRUPT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """An alarm raised for a member, as etcd's ``AlarmMember``."""
+
+    member_id: int
+    alarm: AlarmType

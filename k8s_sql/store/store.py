@@ -74,7 +74,7 @@ async def _open(url: str, reactor: Any, max_txn_ops: int, compaction_batch: int,
         database.close()
         raise
     store = SQLStore(database, cluster_id, max_txn_ops=max_txn_ops, compaction_batch=compaction_batch, rng=rng)
-    store.resume_compaction()
+    await store.start()
     return store
 
 
@@ -117,7 +117,7 @@ class SQLStore:
         self._observers: list[Callable[[int], None]] = []
         self._background: set[defer.Deferred] = set()
         self._closing = False
-        self._listener = database.dialect.listen(database.reactor, self._channel, self._committed)
+        self._listener: Any = None
 
     @_deferred
     async def range(self, request: RangeRequest) -> RangeResponse:
@@ -238,6 +238,13 @@ class SQLStore:
             await self._listener.stop()
         await defer.DeferredList(list(self._background))
         self.database.close()
+
+    @_deferred
+    async def start(self) -> None:
+        """Listen for other servers' commits where the database pushes them, and finish any
+        interrupted compaction in the background; ``open_store`` calls this."""
+        self._listener = await self.database.dialect.listen(self.database.reactor, self._channel, self._committed)
+        self.resume_compaction()
 
     def resume_compaction(self) -> None:
         """Delete, in the background, the log rows compactions made unreadable."""

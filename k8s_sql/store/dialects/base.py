@@ -96,6 +96,6 @@ class Dialect:
     def announce(self, cursor: Any, channel: str, revision: int) -> None:
         """Nothing to do: this database cannot push notifications."""
 
-    def listen(self, reactor: Any, channel: str, observer: Callable[[int], None]) -> Any:
+    async def listen(self, reactor: Any, channel: str, observer: Callable[[int], None]) -> Any:
         """Nothing to listen to: other servers' commits are found by polling."""
         return None

@@ -90,8 +90,8 @@ class Dialect(BaseDialect):
         """NOTIFY the revision; PostgreSQL delivers it at commit, in commit order."""
         cursor.execute("SELECT pg_notify(%s, %s)", (channel, str(revision)))
 
-    def listen(self, reactor: Any, channel: str, observer: Callable[[int], None]) -> CommitListener:
-        """Start a listener on a dedicated connection."""
+    async def listen(self, reactor: Any, channel: str, observer: Callable[[int], None]) -> CommitListener:
+        """Listen on a dedicated connection."""
         listener = CommitListener(reactor, lambda: psycopg.connect(self.conninfo(**_KEEPALIVES), autocommit=True), channel, observer)
-        listener.start()
+        await listener.start()
         return listener

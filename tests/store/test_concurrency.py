@@ -1,0 +1,101 @@
+"""Many writers on several independent stores sharing one database.
+
+Each store has its own connection pools, as separate k8s-sql servers would.  Revisions must
+come out contiguous and unique, compare-and-swap must lose no update, a reader tailing the
+change feed must see every revision in order, and racing lease sweepers must revoke each
+lease once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+
+from k8s_sql.store.model import Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, TxnRequest
+
+STORES = 3
+WORKERS = 4
+WRITES = 20
+
+
+async def increment(store: Any, key: bytes) -> int:
+    """Add one to the counter at ``key`` by compare-and-swap; return the attempts it took."""
+    attempts = 0
+    while True:
+        attempts += 1
+        current = await store.range(RangeRequest(key))
+        value = int(current.kvs[0].value) if current.kvs else 0
+        mod = current.kvs[0].mod_revision if current.kvs else 0
+        guard = Compare(CompareTarget.MOD, CompareResult.EQUAL, key, mod)
+        response = await store.txn(TxnRequest((guard,), (PutRequest(key, b"%d" % (value + 1)),)))
+        if response.succeeded:
+            return attempts
+
+
+async def hammer(stores: list[Any]) -> tuple[list[int], list[int], int]:
+    """Run every worker at once, and a reader tailing the feed; return what they saw."""
+    done = False
+    seen: list[int] = []
+
+    async def worker(store: Any, number: int) -> list[int]:
+        revisions = []
+        for index in range(WRITES):
+            if index % 4 == 3:
+                await increment(store, b"counter")
+            else:
+                response = await store.put(PutRequest(b"key/%d/%d" % (number, index % 3), b"%d" % index))
+                revisions.append(response.revision)
+        return revisions
+
+    async def follow(store: Any) -> None:
+        after = 1
+        while True:
+            finished = done
+            events = await store.changes(after, 7)
+            for event in events:
+                if not seen or seen[-1] != event.kv.mod_revision:
+                    seen.append(event.kv.mod_revision)
+            after = seen[-1] if seen else after
+            if finished and not events:
+                return
+
+    follower = defer.ensureDeferred(follow(stores[0]))
+    workers = [
+        defer.ensureDeferred(worker(store, number * STORES + index))
+        for index, store in enumerate(stores)
+        for number in range(WORKERS)
+    ]
+    revisions = [revision for result in await defer.gatherResults(workers) for revision in result]
+    done = True
+    await follower
+    return revisions, seen, await stores[0].current_revision()
+
+
+def test_writers_on_several_stores_get_contiguous_unique_revisions(run: Any, store: Any, opener: Any) -> None:
+    stores = [store] + [opener() for _ in range(STORES - 1)]
+    revisions, seen, current = run(hammer, stores, timeout=240)
+    increments = STORES * WORKERS * (WRITES // 4)
+    assert len(set(revisions)) == len(revisions) == STORES * WORKERS * WRITES - increments
+    assert seen == list(range(2, current + 1))
+    assert current == 1 + len(revisions) + increments
+    counter = run(store.range, RangeRequest(b"counter")).kvs[0]
+    assert (int(counter.value), counter.version) == (increments, increments)
+    events = run(store.changes, 1, 10_000)
+    assert [event.kv.mod_revision for event in events] == list(range(2, current + 1))
+
+
+def test_racing_sweepers_revoke_each_lease_once(run: Any, store: Any, opener: Any) -> None:
+    stores = [store] + [opener() for _ in range(STORES - 1)]
+    for lease_id in range(1, 13):
+        run(store.lease_grant, lease_id, 10, 100.0)
+        run(store.put, PutRequest(b"leased/%d" % lease_id, lease=lease_id))
+    before = run(store.current_revision)
+
+    async def sweep_all() -> list[list[int]]:
+        return await defer.gatherResults([s.expire_leases(200.0, 100) for s in stores for _ in range(2)])
+
+    revoked = [lease_id for sweep in run(sweep_all, timeout=120) for lease_id in sweep]
+    assert sorted(revoked) == list(range(1, 13))
+    assert run(store.current_revision) == before + 12
+    assert run(store.range, RangeRequest(b"leased/", b"leased0", count_only=True)).count == 0

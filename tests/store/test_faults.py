@@ -1,0 +1,67 @@
+"""Database failures: unreachable at start, lost while running and back, schema too new."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from k8s_sql.store import open_store
+from k8s_sql.store.errors import SchemaTooNew, Unavailable
+from k8s_sql.store.model import PutRequest, RangeRequest
+from k8s_sql.store.schema import SCHEMA_VERSION_ROW
+from k8s_sql.store.session import Session
+from tests.store.proxy import CuttableProxy
+
+
+def with_password(url: str) -> str:
+    """``url`` with a password in it, which no message may show."""
+    scheme, rest = url.split("://", 1)
+    user, rest = rest.split("@", 1)
+    return f"{scheme}://{user}:s3cret-password@{rest}"
+
+
+@pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
+def test_an_unreachable_server_is_reported_clearly_at_start(run: Any, reactor: Any, backend: str) -> None:
+    proxy = CuttableProxy(reactor, backend)
+    url = run(proxy.start)
+    run(proxy.cut)
+    with pytest.raises(Unavailable) as unavailable:
+        run(open_store, with_password(url), reactor)
+    message = str(unavailable.value)
+    assert f"127.0.0.1:{proxy.port}" in message and "unavailable" in message
+    assert "s3cret" not in message
+
+
+def test_an_unusable_sqlite_file_is_reported_clearly_at_start(run: Any, reactor: Any, tmp_path: Any) -> None:
+    with pytest.raises(Unavailable) as unavailable:
+        run(open_store, f"sqlite:///{tmp_path}/missing/dir/k8s.db", reactor)
+    assert "missing/dir/k8s.db" in str(unavailable.value)
+
+
+def test_a_newer_schema_is_refused(run: Any, store: Any, backend: str, reactor: Any) -> None:
+    def upgrade(session: Session) -> None:
+        session.run("UPDATE k8s_meta SET value = 99 WHERE name = ?", SCHEMA_VERSION_ROW)
+
+    run(store.database.write, upgrade)
+    with pytest.raises(SchemaTooNew, match="version 99.*upgrade k8s-sql"):
+        run(open_store, backend, reactor)
+
+
+@pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
+def test_a_lost_database_fails_calls_until_it_is_back(run: Any, reactor: Any, backend: str) -> None:
+    proxy = CuttableProxy(reactor, backend)
+    store = run(open_store, run(proxy.start), reactor)
+    try:
+        assert run(store.put, PutRequest(b"a")).revision == 2
+        run(proxy.cut)
+        for attempt in (lambda: store.put(PutRequest(b"b")), lambda: store.range(RangeRequest(b"a"))):
+            with pytest.raises(Unavailable) as unavailable:
+                run(attempt)
+            assert f"127.0.0.1:{proxy.port}" in str(unavailable.value)
+        run(proxy.restore)
+        assert run(store.put, PutRequest(b"b")).revision == 3
+        assert run(store.range, RangeRequest(b"a")).count == 1
+        assert [event.kv.key for event in run(store.changes, 1, 10)] == [b"a", b"b"]
+    finally:
+        run(store.close)
