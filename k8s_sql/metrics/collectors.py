@@ -1,0 +1,149 @@
+"""Every metric of one k8s-sql server, in a ``CollectorRegistry`` of its own.
+
+Names follow etcd's where etcd has the same measure (``grpc_server_*`` as grpc-go's
+Prometheus interceptors label them, ``etcd_debugging_mvcc_*``, ``etcd_mvcc_db_*``,
+``etcd_disk_backend_commit_duration_seconds``), so that dashboards and alerts written for
+etcd work; the others start with ``k8s_sql_``.  Values that live in the database are
+sampled when ``/metrics`` is scraped (``sample``); the others are counted as they happen
+or read from the running objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from twisted.internet.defer import DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from k8s_sql.grpc.status import StatusCode
+from k8s_sql.store.interfaces import IStore
+
+#: The labels grpc-go's Prometheus interceptors (go-grpc-prometheus) put on each call.
+CALL_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+#: Transaction duration buckets, as etcd's backend commit histogram: 1 ms to 8 s.
+TRANSACTION_BUCKETS = tuple(0.001 * 2**n for n in range(14))
+#: Seconds a scrape waits for the database's values before answering without them.
+SAMPLE_TIMEOUT = 5.0
+
+
+class ServerMetrics:
+    """The metrics of one server; each server in a process has its own registry.
+
+    @param etcd_version: the etcd version the server reports (``etcd_server_version``).
+    """
+
+    log = Logger()
+
+    def __init__(self, etcd_version: str) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        Gauge(
+            "etcd_server_version", "The etcd version this server reports, in the server_version label.",
+            ["server_version"], registry=registry,
+        ).labels(etcd_version).set(1)
+
+        self.calls_started = Counter(
+            "grpc_server_started_total", "gRPC calls started, by method.", CALL_LABELS, registry=registry,
+        )
+        self.calls_handled = Counter(
+            "grpc_server_handled_total", "gRPC calls completed, by method and status code.",
+            CALL_LABELS + ("grpc_code",), registry=registry,
+        )
+        self.call_seconds = Histogram(
+            "grpc_server_handling_seconds", "How long gRPC calls took until their status was sent, by method and code.",
+            CALL_LABELS + ("grpc_code",), registry=registry,
+        )
+        self.calls_in_flight = Gauge(
+            "k8s_sql_grpc_calls_in_flight", "gRPC calls being handled, by method (a Watch or LeaseKeepAlive stream is one call).",
+            CALL_LABELS, registry=registry,
+        )
+        self.watch_streams = Gauge(
+            "etcd_debugging_mvcc_watch_stream_total", "Open Watch streams.", registry=registry,
+        )
+        self.watchers = Gauge(
+            "etcd_debugging_mvcc_watcher_total", "Watchers following live changes (not those still replaying history).",
+            registry=registry,
+        )
+
+        self.transaction_seconds = Histogram(
+            "k8s_sql_database_transaction_duration_seconds",
+            "Database transactions, by role (writer, reader) and outcome (ok, error), from the call to the outcome.",
+            ["role", "outcome"], buckets=TRANSACTION_BUCKETS, registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "etcd_disk_backend_commit_duration_seconds",
+            "Write transactions (k8s-sql's equivalent of etcd's backend commits).",
+            buckets=TRANSACTION_BUCKETS, registry=registry,
+        )
+
+        self.database_up = Gauge(
+            "k8s_sql_database_up", "1 when the database answered the last scrape's queries, else 0.", registry=registry,
+        )
+        self.current_revision = Gauge(
+            "etcd_debugging_mvcc_current_revision", "The current revision of the store.", registry=registry,
+        )
+        self.compact_revision = Gauge(
+            "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction.", registry=registry,
+        )
+        self.leases = Gauge("k8s_sql_leases", "Leases granted and not yet revoked or expired.", registry=registry)
+
+    # Counted as they happen
+
+    def call_started(self, labels: tuple[str, str, str]) -> Callable[[], None]:
+        """Count a call as started and in flight; returns what to call when its handler is done."""
+        self.calls_started.labels(*labels).inc()
+        in_flight = self.calls_in_flight.labels(*labels)
+        in_flight.inc()
+        watch = labels[1:] == ("etcdserverpb.Watch", "Watch")
+        if watch:
+            self.watch_streams.inc()
+
+        def done() -> None:
+            in_flight.dec()
+            if watch:
+                self.watch_streams.dec()
+
+        return done
+
+    def call_handled(self, labels: tuple[str, str, str], code: StatusCode, seconds: float) -> None:
+        """Count a call as completed with ``code`` after ``seconds``."""
+        self.calls_handled.labels(*labels, code.name).inc()
+        self.call_seconds.labels(*labels, code.name).observe(seconds)
+
+    def transaction_ended(self, writer: bool, name: str, seconds: float, error: BaseException | None) -> None:
+        """A ``Database`` transaction observer (see ``Database.observe_transactions``)."""
+        self.transaction_seconds.labels("writer" if writer else "reader", "ok" if error is None else "error").observe(seconds)
+        if writer and error is None:
+            self.commit_seconds.observe(seconds)
+
+    # Read from running objects
+
+    def count_watchers(self, hub: Any) -> None:
+        """Report ``len(hub)`` as the number of watchers."""
+        self.watchers.set_function(lambda: len(hub))
+
+    # Sampled from the database
+
+    async def sample(self, store: IStore, clock: IReactorTime, timeout: float = SAMPLE_TIMEOUT) -> None:
+        """Read the database's values into their gauges; ``k8s_sql_database_up`` says whether that worked."""
+        queries = [
+            (self.current_revision, store.current_revision(), float),
+            (self.compact_revision, store.compact_revision(), float),
+            (self.leases, store.leases(), len),
+        ]
+        for _, query, _ in queries:
+            query.addTimeout(timeout, clock)
+        results = await DeferredList([query for _, query, _ in queries], consumeErrors=True)
+        failures = [result for ok, result in results if not ok]
+        if failures:
+            self.log.warn("Sampling the database for metrics failed: {error}", error=failures[0].getErrorMessage())
+            self.database_up.set(0)
+            return
+        for (gauge, _, convert), (_, value) in zip(queries, results):
+            gauge.set(convert(value))
+        self.database_up.set(1)
