@@ -60,6 +60,4 @@ class LeaseSweeper(TimerService):
             self.log.failure("Lease expiry failed; retrying in {interval} s", interval=self.step)
             return
         if expired:
-            self.log.info(
-                "Revoked {count} expired leases", count=len(expired), leases=expired
-            )
+            self.log.info("Revoked {count} expired leases", count=len(expired), leases=expired)
