@@ -77,7 +77,39 @@ class IChangeLog(Interface):
         """
 
 
-class IStore(ILeaseStore, IChangeLog):
+class IMaintenanceStore(Interface):
+    """What etcd's Maintenance service asks of the database: hashes, size, reclaim, alarms.
+
+    The part of ``IStore`` the Maintenance service uses.  Alarms are rows of the database,
+    so every server sharing it reports the same ones.
+    """
+
+    def hash_kv(revision):
+        """Fire with a ``KVHash`` of the key space as of ``revision`` (0: the current one).
+
+        The hash is etcd's: CRC-32C over its storage encoding of every revision kept at
+        ``revision``, so equal histories hash equal, on any server and in etcd.  Fails with
+        ``Compacted`` below the last compaction and ``FutureRevision`` above the current
+        revision.
+        """
+
+    def database_size():
+        """Fire with the ``DatabaseSize`` of the store's tables."""
+
+    def defragment():
+        """Have the database reclaim the space of deleted rows; fires when it has."""
+
+    def alarms():
+        """Fire with every raised ``Alarm``, by type, then member."""
+
+    def activate_alarm(member_id, alarm):
+        """Raise an alarm (idempotent); fires with the ``Alarm``."""
+
+    def deactivate_alarm(member_id, alarm):
+        """Clear an alarm; fires with the ``Alarm`` cleared, or ``None`` when it was not raised."""
+
+
+class IStore(ILeaseStore, IChangeLog, IMaintenanceStore):
     """A revision log with etcd's semantics, kept in one SQL database.
 
     Revisions start at 1 (a fresh store reports 1) and are never reused.  A write that
@@ -176,6 +208,19 @@ class IDialect(Interface):
         """Have the database tell other servers, at commit, that ``revision`` is committed.
 
         A no-op for databases that cannot push notifications.
+        """
+
+    def database_size(session):
+        """The ``DatabaseSize`` of the store's tables, read in ``session``'s transaction."""
+
+    def connect():
+        """A new driver connection of its own, outside the pools, for ``defragment``."""
+
+    def defragment(connection):
+        """Reclaim the space of deleted rows of the store's tables, on ``connection``.
+
+        ``connection`` comes from ``connect`` and runs nothing else; statements that
+        cannot run inside a transaction (SQLite's and PostgreSQL's VACUUM) may be used.
         """
 
     def listen(reactor, channel, observer):

@@ -14,7 +14,7 @@ import importlib
 from typing import Any, Callable, TypeVar
 
 from twisted.enterprise import adbapi
-from twisted.internet import task
+from twisted.internet import task, threads
 from twisted.logger import Logger
 
 from k8s_sql.store.dialects.base import Fault
@@ -81,6 +81,28 @@ class Database:
     async def read(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(session, *args)`` in a read-only snapshot transaction."""
         return await self._run(self._reader, False, function, args)
+
+    async def maintain(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(connection, *args)`` on a connection of its own, outside any transaction.
+
+        For maintenance statements that cannot run in a transaction; it runs on a writer
+        thread, and failures are reported as ``Unavailable``.
+        """
+        if self._closed:
+            raise Unavailable(f"the connections to database {self.url} are closed")
+
+        def work() -> T:
+            connection = self.dialect.connect()
+            try:
+                return function(connection, *args)
+            finally:
+                connection.close()
+
+        try:
+            return await threads.deferToThreadPool(self.reactor, self._writer.threadpool, work)
+        except Exception as error:
+            self.log.warn("maintenance of database {url} failed: {error}", url=str(self.url), error=error)
+            raise Unavailable(f"maintenance of database {self.url} failed: {error}") from error
 
     def observe_transactions(self, observer: TransactionObserver) -> Callable[[], None]:
         """Call ``observer(writer, name, seconds, error)`` as each call of ``write`` or ``read`` ends.

@@ -5,7 +5,7 @@
 (``0`` when the key did not exist then), which is an event's ``prev_kv`` and what
 compaction deletes once the change is compacted.  ``k8s_kv`` is the live state, one row per
 key.  ``k8s_revision`` is the one counter row every write locks.  ``k8s_meta`` holds the
-schema version, the cluster ID and the compaction points; ``k8s_lease`` the leases.
+schema version, the cluster ID, the compaction points and raised alarms; ``k8s_lease`` the leases.
 """
 
 from __future__ import annotations

@@ -11,14 +11,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from k8s_sql.store import bulk, compaction, feed, leases, schema
+from k8s_sql.store import alarms, bulk, compaction, feed, hashing, leases, schema
 from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS, check_delete, check_put, check_range, check_txn, is_read_only
 from k8s_sql.store.errors import LeaseTTLTooLarge, RequestTooLarge
 from k8s_sql.store.interfaces import IBulkLoad, IStore
 from k8s_sql.store.model import (
+    Alarm,
+    AlarmType,
+    DatabaseSize,
     DeleteRangeRequest,
     DeleteRangeResponse,
     Event,
+    KVHash,
     KeyValue,
     Lease,
     LeaseTimeToLive,
@@ -81,6 +85,10 @@ async def _open(url: str, reactor: Any, max_txn_ops: int, compaction_batch: int,
 def _range(session: Session, request: RangeRequest) -> RangeResponse:
     reader = Reader.snapshot(session)
     return reader.range(request, reader.revision)
+
+
+def _database_size(session: Session) -> DatabaseSize:
+    return session.dialect.database_size(session)
 
 
 def _read_only_txn(session: Session, request: TxnRequest) -> TxnResponse:
@@ -229,6 +237,36 @@ class SQLStore:
         for kv in kvs:
             self._check_key(kv.key)
         await self._write(bulk.keys, kvs)
+
+    @_deferred
+    async def hash_kv(self, revision: int) -> KVHash:
+        """etcd's HashKV of the key space at ``revision`` (see ``k8s_sql.store.hashing``)."""
+        return await self.database.read(hashing.hash_kv, revision)
+
+    @_deferred
+    async def database_size(self) -> DatabaseSize:
+        """The size of the store's tables, as the dialect measures it."""
+        return await self.database.read(_database_size)
+
+    @_deferred
+    async def defragment(self) -> None:
+        """Reclaim the space of deleted rows, the dialect's way."""
+        await self.database.maintain(self.database.dialect.defragment)
+
+    @_deferred
+    async def alarms(self) -> list[Alarm]:
+        """Every raised alarm."""
+        return await self.database.read(alarms.raised)
+
+    @_deferred
+    async def activate_alarm(self, member_id: int, alarm: AlarmType) -> Alarm:
+        """Raise an alarm."""
+        return await self.database.write(alarms.activate, member_id, alarm)
+
+    @_deferred
+    async def deactivate_alarm(self, member_id: int, alarm: AlarmType) -> Alarm | None:
+        """Clear an alarm."""
+        return await self.database.write(alarms.deactivate, member_id, alarm)
 
     @_deferred
     async def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import importlib
 from typing import Any, Callable, Iterator
 
 from twisted.enterprise import adbapi
@@ -80,6 +81,11 @@ class Dialect:
 
     def configure(self, connection: Any, writer: bool) -> None:
         """Set up a fresh connection for writing or for reading."""
+
+    def connect(self) -> Any:
+        """A new driver connection of its own, outside the pools."""
+        args, kwargs = self.connect_arguments()
+        return importlib.import_module(self.driver).connect(*args, **kwargs)
 
     def begin(self, cursor: Any, writer: bool) -> None:
         """Nothing to do: the driver opens a transaction at the first statement."""

@@ -17,6 +17,9 @@ from pymysql.constants import ER
 
 from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
 from k8s_sql.store.errors import Unavailable
+from k8s_sql.store.model import DatabaseSize
+from k8s_sql.store.schema import TABLES
+from k8s_sql.store.session import Session
 
 #: InnoDB index keys hold 3072 bytes; the log's (k, revision) index takes 8 for the revision.
 MAX_KEY_BYTES = 3064
@@ -70,6 +73,28 @@ class Dialect(BaseDialect):
             yield
         finally:
             cursor.execute("SELECT RELEASE_LOCK('k8s_sql_schema')")
+
+    def database_size(self, session: Session) -> DatabaseSize:
+        """InnoDB's statistics: data and index pages in use, plus the free space of their files.
+
+        The figures are InnoDB's estimates, refreshed as it recomputes table statistics.
+        """
+        used, free = session.one(
+            "SELECT COALESCE(SUM(data_length + index_length), 0), COALESCE(SUM(data_free), 0)"
+            " FROM information_schema.tables WHERE table_schema = DATABASE()"
+            f" AND table_name IN ({', '.join('?' * len(TABLES))})",
+            *TABLES,
+        )
+        return DatabaseSize(int(used) + int(free), int(used))
+
+    def defragment(self, connection: Any) -> None:
+        """OPTIMIZE TABLE: InnoDB rebuilds each table online, then analyzes it."""
+        with connection.cursor() as cursor:
+            cursor.execute(f"OPTIMIZE TABLE {', '.join(TABLES)}")
+            failures = [f"{row[0]}: {row[3]}" for row in cursor.fetchall() if row[2] == "error"]
+        connection.commit()
+        if failures:
+            raise RuntimeError(f"OPTIMIZE TABLE failed: {'; '.join(failures)}")
 
     def fault(self, error: BaseException) -> Fault | None:
         """Deadlocks and lock timeouts are retried; lost or refused connections are unavailable."""

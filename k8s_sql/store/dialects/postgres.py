@@ -19,6 +19,9 @@ from psycopg.conninfo import make_conninfo
 
 from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
 from k8s_sql.store.listener import CommitListener
+from k8s_sql.store.model import DatabaseSize
+from k8s_sql.store.schema import TABLES
+from k8s_sql.store.session import Session
 
 #: A (lease, key) B-tree entry holds 20 bytes besides the key, within 2704.
 MAX_KEY_BYTES = 2684
@@ -77,6 +80,30 @@ class Dialect(BaseDialect):
         """A transaction-scoped advisory lock, released by the schema transaction's commit."""
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         yield
+
+    def database_size(self, session: Session) -> DatabaseSize:
+        """The tables' size with indexes and TOAST; in use, the share of live rows in it.
+
+        The live and dead row counts are PostgreSQL's statistics, so the share is an
+        estimate, exact after a VACUUM.
+        """
+        rows = session.all(
+            "SELECT pg_total_relation_size(c.oid), COALESCE(s.n_live_tup, 0), COALESCE(s.n_dead_tup, 0)"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
+            f" WHERE n.nspname = current_schema() AND c.relname IN ({', '.join('?' * len(TABLES))})",
+            *TABLES,
+        )
+        total = sum(size for size, _, _ in rows)
+        in_use = sum(size * live // (live + dead) if live + dead else size for size, live, dead in rows)
+        return DatabaseSize(total, in_use)
+
+    def defragment(self, connection: psycopg.Connection) -> None:
+        """A plain VACUUM: dead rows' space becomes reusable and empty trailing pages go back
+        to the file system, while reads and writes go on.  (VACUUM FULL would block them all.)
+        """
+        connection.autocommit = True
+        connection.execute(f"VACUUM {', '.join(TABLES)}")
 
     def fault(self, error: BaseException) -> Fault | None:
         """Serialization failures and deadlocks are retried; lost connections are unavailable."""

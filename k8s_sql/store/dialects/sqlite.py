@@ -11,6 +11,8 @@ import sqlite3
 from typing import Any
 
 from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
+from k8s_sql.store.model import DatabaseSize
+from k8s_sql.store.session import Session
 
 #: etcd's default request limit: SQLite itself accepts keys up to its 1 GB string limit.
 MAX_REQUEST_BYTES = 1536 * 1024
@@ -51,6 +53,22 @@ class Dialect(BaseDialect):
     def begin(self, cursor: Any, writer: bool) -> None:
         """A writer takes the database's write lock at once; a reader opens a snapshot."""
         cursor.execute("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    def database_size(self, session: Session) -> DatabaseSize:
+        """The database file's pages, and those not on its free list."""
+        page_size = session.one("PRAGMA page_size")[0]
+        pages = session.one("PRAGMA page_count")[0]
+        free = session.one("PRAGMA freelist_count")[0]
+        return DatabaseSize(pages * page_size, (pages - free) * page_size)
+
+    def defragment(self, connection: sqlite3.Connection) -> None:
+        """VACUUM rewrites the file without free pages; the checkpoint then shrinks it.
+
+        VACUUM holds the write lock until it ends, so writes wait (readers do not); it
+        cannot run inside a transaction, hence its own autocommit connection.
+        """
+        connection.execute("VACUUM")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def fault(self, error: BaseException) -> Fault | None:
         """A busy or locked database is retried; other operational errors mean unavailable."""
