@@ -370,7 +370,6 @@ class GRPCChannel:
         path: str,
         request: Message,
         response_type: type[M],
-        *,
         metadata: Sequence[tuple[str, str | bytes]] = (),
         timeout: float | None = None,
     ) -> M:

@@ -213,7 +213,7 @@ class DumpReader:
             assert self._file is not None, "open() opens the file"
             data = await self._blocking(self._file.read, CHUNK)
             if not data:
-                raise DumpError("the dump ends before its trailer: it is truncated")
+                self._reader.end()
             self._records.extend(self._reader.feed(data))
         return self._records.popleft()
 

@@ -132,6 +132,13 @@ class RecordReader:
         del self._buffer[:offset]
         return records
 
+    def end(self) -> None:
+        """The file ended: fine after the trailer, an error anywhere else."""
+        if not self._magic:
+            raise DumpError("this is not a k8s-sql dump file")
+        if not self._ended:
+            raise DumpError("the dump ends before its trailer: it is truncated")
+
     def _record(self, prefix: bytes, payload: bytes) -> dump_pb2.Record:
         try:
             record = dump_pb2.Record.FromString(payload)

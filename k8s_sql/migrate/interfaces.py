@@ -43,8 +43,10 @@ class IUnaryChannel(Interface):
 
     authority = Attribute("The server's host:port.")
 
-    def unary(path, request, response_type, metadata, timeout):
+    def unary(path, request, response_type, metadata=(), timeout=None):
         """Call ``path`` with the protobuf ``request`` (a coroutine giving a ``response_type``).
+
+        ``metadata`` holds (name, value) pairs; ``timeout`` is in seconds (``None``: none).
 
         Fails with ``GRPCError``: the server's status, UNAVAILABLE when it cannot be reached.
         """

@@ -94,17 +94,23 @@ async def verify(
             mine.pop()
             report.keys += 1
             progress.advance(1, 0, len(want.key) + len(want.value))
+        _compare_leases(mine.leases, theirs.leases, report)
+        progress.advance(0, len(mine.leases), 0)
     finally:
         progress.stop()
-    for lease in sorted(mine.leases.values(), key=lambda lease: lease.id):
-        found = theirs.leases.get(lease.id)
+    return report
+
+
+def _compare_leases(expected: dict[int, LeaseTimeToLive], actual: dict[int, LeaseTimeToLive], report: Report) -> None:
+    """Each lease alive in the source must be in the target, granted the same TTL."""
+    for lease in sorted(expected.values(), key=lambda lease: lease.id):
+        found = actual.get(lease.id)
         if lease.ttl < 0:
             continue
         if found is None:
             report.problem(f"lease {lease.id} is missing from the target")
         elif found.granted_ttl != lease.granted_ttl:
             report.problem(f"lease {lease.id} was granted {lease.granted_ttl} s in the source, {found.granted_ttl} s in the target")
-    return report
 
 
 def _difference(want: KeyValue, have: KeyValue) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -22,6 +24,7 @@ from k8s_sql.store.model import (
     TxnRequest,
 )
 from tests.conftest import database_server
+from tests.processes import SOURCE_ROOT
 
 Run = Callable[..., Any]
 
@@ -108,3 +111,14 @@ def progress(reactor: Any) -> Progress:
 def call(run: Run, coroutine_function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run an ``async def`` in the reactor thread and wait for its result."""
     return run(lambda: Deferred.fromCoroutine(coroutine_function(*args, **kwargs)), timeout=120)
+
+
+def migrate(*arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m k8s_sql.migrate`` (the ``k8s-sql-migrate`` command)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "k8s_sql.migrate", *arguments],
+        capture_output=True, text=True, timeout=600, cwd=SOURCE_ROOT,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"k8s-sql-migrate {arguments[0]} failed ({result.returncode}):\n{result.stderr}")
+    return result
