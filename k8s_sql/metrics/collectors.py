@@ -15,12 +15,13 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from k8s_sql.grpc.status import StatusCode
 from k8s_sql.store.interfaces import IStore
+from k8s_sql.store.model import DatabaseSize
 
 #: The labels grpc-go's Prometheus interceptors (go-grpc-prometheus) put on each call.
 CALL_LABELS = ("grpc_type", "grpc_service", "grpc_method")
@@ -91,6 +92,13 @@ class ServerMetrics:
             "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction.", registry=registry,
         )
         self.leases = Gauge("k8s_sql_leases", "Leases granted and not yet revoked or expired.", registry=registry)
+        self.db_size = Gauge(
+            "etcd_mvcc_db_total_size_in_bytes", "The space the store's tables take in the database.", registry=registry,
+        )
+        self.db_size_in_use = Gauge(
+            "etcd_mvcc_db_total_size_in_use_in_bytes", "The part of the store's space that holds live data.",
+            registry=registry,
+        )
 
     # Counted as they happen
 
@@ -131,19 +139,24 @@ class ServerMetrics:
 
     async def sample(self, store: IStore, clock: IReactorTime, timeout: float = SAMPLE_TIMEOUT) -> None:
         """Read the database's values into their gauges; ``k8s_sql_database_up`` says whether that worked."""
-        queries = [
-            (self.current_revision, store.current_revision(), float),
-            (self.compact_revision, store.compact_revision(), float),
-            (self.leases, store.leases(), len),
+        queries: list[tuple[Deferred[Any], Callable[[Any], None]]] = [
+            (store.current_revision(), self.current_revision.set),
+            (store.compact_revision(), self.compact_revision.set),
+            (store.leases(), lambda leases: self.leases.set(len(leases))),
+            (store.database_size(), self._set_size),
         ]
-        for _, query, _ in queries:
+        for query, _ in queries:
             query.addTimeout(timeout, clock)
-        results = await DeferredList([query for _, query, _ in queries], consumeErrors=True)
+        results = await DeferredList([query for query, _ in queries], consumeErrors=True)
         failures = [result for ok, result in results if not ok]
         if failures:
             self.log.warn("Sampling the database for metrics failed: {error}", error=failures[0].getErrorMessage())
             self.database_up.set(0)
             return
-        for (gauge, _, convert), (_, value) in zip(queries, results):
-            gauge.set(convert(value))
+        for (_, apply), (_, value) in zip(queries, results):
+            apply(value)
         self.database_up.set(1)
+
+    def _set_size(self, size: DatabaseSize) -> None:
+        self.db_size.set(size.total)
+        self.db_size_in_use.set(size.in_use)

@@ -76,6 +76,9 @@ def test_metrics_after_traffic(server: InProcessServer) -> None:
     assert metrics["etcd_debugging_mvcc_current_revision", ()] == 4
     assert metrics["etcd_debugging_mvcc_compact_revision", ()] == 0
     assert metrics["k8s_sql_leases", ()] == 1 and lease.ID
+    size = server.run(server.service.store.database_size)
+    assert metrics["etcd_mvcc_db_total_size_in_bytes", ()] == size.total > 0
+    assert metrics["etcd_mvcc_db_total_size_in_use_in_bytes", ()] == size.in_use > 0
 
     # SQL time
     writes = metrics["k8s_sql_database_transaction_duration_seconds_count", (("outcome", "ok"), ("role", "writer"))]
