@@ -1,0 +1,50 @@
+"""The documentation kept in sync with the code: the configuration reference with the
+command's options, the metrics page with the metrics served."""
+
+from __future__ import annotations
+
+import re
+
+from k8s_sql.metrics.collectors import ServerMetrics
+from k8s_sql.tap import Options
+from tests.processes import SOURCE_ROOT
+
+DOCS = SOURCE_ROOT / "docs"
+
+
+def table_rows(document: str) -> list[list[str]]:
+    """The cells of every table row whose first cell is code (`...`)."""
+    rows = []
+    for line in (DOCS / document).read_text().splitlines():
+        if line.startswith("| `"):
+            rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+def test_the_configuration_reference_lists_every_option_with_its_default() -> None:
+    options = Options()
+    documented = {row[0].strip("`"): row[1] for row in table_rows("configuration.md")}
+    names = {"--" + name.rstrip("=") for name in options.longOpt}
+    assert set(documented) == names
+    for name, _, default, *_ in Options.optParameters:
+        expected = "none" if default is None else f"`{default}`"
+        assert documented[f"--{name}"] == expected, name
+    for flag, *_ in Options.optFlags:
+        assert documented[f"--{flag}"] == "off"
+    assert documented["--listen"] == "`tcp:2379:interface=127.0.0.1`"
+    assert documented["--metrics-listen"] == "none"
+
+
+def test_help_shows_every_documented_option() -> None:
+    usage = Options().getUsage(width=200)
+    for row in table_rows("configuration.md"):
+        assert re.search(rf"^\s+{re.escape(row[0].strip('`'))}=?\s", usage, re.MULTILINE), row[0]
+
+
+def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
+    served = set()
+    for family in ServerMetrics("3.6.4").registry.collect():
+        served.add(family.name + ("_total" if family.type == "counter" else ""))
+    documented = {row[0].strip("`") for row in table_rows("metrics.md") if not row[0].startswith("`/")}
+    assert {name for name in served if not name.startswith("process_")} == documented - {"process_*"}
+    assert any(name.startswith("process_") for name in served) and "process_*" in documented
