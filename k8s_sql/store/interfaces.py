@@ -61,9 +61,11 @@ class IChangeLog(Interface):
     def changes(after, limit):
         """Fire with the events of revisions above ``after``, in revision order.
 
-        Returns whole revisions only: it stops after about ``limit`` events but never splits a
-        revision.  Each event carries ``prev_kv``.  Fails with ``Compacted`` when events
-        after ``after`` have been compacted away.
+        Returns whole revisions only: it stops once it has ``limit`` events or more, but never
+        splits a revision.  Each non-create event carries ``prev_kv``, the key as of the
+        revision before, as etcd's watch reports it.  The events after ``after`` are all
+        available exactly when ``after`` is at or above the compaction revision; below it,
+        fails with ``Compacted`` (carrying the compaction revision).
         """
 
     def notify_commits(observer: Callable[[int], None]):
