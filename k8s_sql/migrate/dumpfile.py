@@ -13,7 +13,7 @@ import os
 import sys
 import zlib
 from collections import deque
-from typing import IO, Any, Callable, TypeVar
+from typing import Any, BinaryIO, Callable, TypeVar
 
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
@@ -34,6 +34,7 @@ from k8s_sql.migrate.dumpformat import (
 from k8s_sql.migrate.interfaces import ISnapshotSink, ISnapshotSource
 from k8s_sql.migrate.snapshot import Batch, SnapshotHeader
 from k8s_sql.proto import dump_pb2
+from k8s_sql.store.model import KeyValue, LeaseTimeToLive
 
 T = TypeVar("T")
 
@@ -68,8 +69,8 @@ class DumpWriter:
         self._blocking = _Blocking(reactor)
         self._replace = replace
         self._partial = f"{path}.partial"
-        self._raw: IO[bytes] | None = None
-        self._file: IO[bytes] | None = None
+        self._raw: BinaryIO | None = None
+        self._file: BinaryIO | gzip.GzipFile | None = None
         self._crc = 0
         self._keys = 0
         self._leases = 0
@@ -102,9 +103,9 @@ class DumpWriter:
         assert self._file is not None, "begin() opens the file"
         await self._blocking(self._file.write, data)
 
-    def _create(self) -> tuple[IO[bytes], IO[bytes]]:
+    def _create(self) -> tuple[BinaryIO, BinaryIO | gzip.GzipFile]:
         if self.path == STANDARD_STREAM:
-            raw = sys.stdout.buffer
+            raw: BinaryIO = sys.stdout.buffer
         else:
             if not self._replace and os.path.exists(self.path):
                 raise FileExistsError(f"{self.path} exists; use --force to replace it")
@@ -144,7 +145,7 @@ class DumpReader:
         self._blocking = _Blocking(reactor)
         self._batch_keys = batch_keys
         self._batch_bytes = batch_bytes
-        self._file: IO[bytes] | None = None
+        self._file: BinaryIO | gzip.GzipFile | None = None
         self._reader = RecordReader()
         self._records: deque[dump_pb2.Record] = deque()
         self._header: SnapshotHeader | None = None
@@ -168,7 +169,9 @@ class DumpReader:
 
     async def read(self) -> Batch | None:
         """The next batch of leases and keys, or ``None`` once the trailer was checked."""
-        leases, kvs, size = [], [], 0
+        leases: list[LeaseTimeToLive] = []
+        kvs: list[KeyValue] = []
+        size = 0
         while not self._ended and len(kvs) < self._batch_keys and size < self._batch_bytes:
             record = await self._next_record()
             kind = record.WhichOneof("record")
@@ -217,7 +220,7 @@ class DumpReader:
             self._records.extend(self._reader.feed(data))
         return self._records.popleft()
 
-    def _open(self) -> IO[bytes]:
+    def _open(self) -> BinaryIO | gzip.GzipFile:
         raw: Any = sys.stdin.buffer if self.path == STANDARD_STREAM else open(self.path, "rb")
         if raw.peek(2)[:2] == b"\x1f\x8b":
             return gzip.GzipFile(fileobj=raw, mode="rb")

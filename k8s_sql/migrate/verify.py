@@ -79,12 +79,12 @@ async def verify(
     try:
         while True:
             want, have = await mine.peek(), await theirs.peek()
-            if want is None and have is None:
-                break
-            if want is None or (have is not None and have.key < want.key):
+            if have is not None and (want is None or have.key < want.key):
                 report.problem(f"key {have.key!r} is in the target only")
                 theirs.pop()
                 continue
+            if want is None:
+                break
             if have is None or want.key < have.key:
                 report.problem(f"key {want.key!r} is missing from the target")
             else:
