@@ -252,6 +252,8 @@ async def copy_command(migration: Migration) -> None:
     options = migration.options
     source = await migration.source(options["from"])
     store = await migration.store(options["to"])
+    if isinstance(source, StoreSource) and source.store.cluster_id == store.cluster_id:
+        raise ValueError(f"--from and --to name the same database (cluster ID {store.cluster_id})")
     sink = StoreSink(store, migration.reactor, replace=options["force"])
     header = await copy_snapshot(source, sink, migration.progress("copied"))
     target = redact(options["to"])

@@ -27,7 +27,8 @@ class StoreSource:
 
     def __init__(self, store: IStore, clock: IReactorTime, description: str, pager: Pager | None = None) -> None:
         self.description = description
-        self._store = store
+        #: The store read.
+        self.store = store
         self._clock = clock
         self._pager = pager or Pager()
         self._revision = 0
@@ -36,10 +37,10 @@ class StoreSource:
 
     async def open(self, revision: int = 0) -> SnapshotHeader:
         """Pin ``revision`` (0: the current one)."""
-        at = revision or await self._store.current_revision()
-        counted = await self._store.range(RangeRequest(FIRST_KEY, ALL_FOLLOWING, revision=at, count_only=True))
+        at = revision or await self.store.current_revision()
+        counted = await self.store.range(RangeRequest(FIRST_KEY, ALL_FOLLOWING, revision=at, count_only=True))
         self._revision, self._next, self._leases_read = at, FIRST_KEY, False
-        return SnapshotHeader(at, await self._store.compact_revision(), counted.count, self.description)
+        return SnapshotHeader(at, await self.store.compact_revision(), counted.count, self.description)
 
     async def read(self) -> Batch | None:
         """Every lease with the first page of keys, then a page at a time."""
@@ -47,10 +48,10 @@ class StoreSource:
         if not self._leases_read:
             self._leases_read = True
             now = self._clock.seconds()
-            leases = tuple([await self._store.lease_time_to_live(lease, False, now) for lease in await self._store.leases()])
+            leases = tuple([await self.store.lease_time_to_live(lease, False, now) for lease in await self.store.leases()])
         if self._next is None:
             return Batch(leases) if leases else None
-        page = await self._store.range(
+        page = await self.store.range(
             RangeRequest(self._next, ALL_FOLLOWING, limit=self._pager.limit, revision=self._revision)
         )
         self._pager.measured(page.kvs)

@@ -72,6 +72,15 @@ def test_a_target_with_data_is_refused_unless_forced(run: Run, reactor: Any, dat
         assert everything(run, store) == everything(run, source)
 
 
+def test_a_database_is_never_copied_onto_itself(run: Run, reactor: Any, filled: str) -> None:
+    directory, _, name = filled.rpartition("/")
+    same = f"{directory}/./{name}"
+    result = migrate("copy", "--from", filled, "--to", same, "--force", check=False)
+    assert result.returncode == 1 and "--from and --to name the same database (cluster ID" in result.stderr
+    with opened(run, reactor, filled) as store:
+        assert len(everything(run, store)) > 50
+
+
 def test_verification_failures_exit_1_and_are_listed(run: Run, reactor: Any, databases: Databases, filled: str) -> None:
     target = databases.new("sqlite")
     migrate("copy", "--from", filled, "--to", target)
