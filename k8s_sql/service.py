@@ -30,9 +30,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from k8s_sql.compactor import AutoCompactor, Retention, retention_policy
+from k8s_sql.etcd.auth import AuthService
+from k8s_sql.etcd.cluster import ClusterService
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES, KVService
 from k8s_sql.etcd.lease import DEFAULT_MIN_TTL, LeaseService
+from k8s_sql.etcd.maintenance import MaintenanceService
 from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL, WatchService
 from k8s_sql.grpc.health import HealthService
 from k8s_sql.grpc.protocol import KiB, GRPCServerFactory
@@ -288,6 +291,9 @@ class K8sSQLService(MultiService):
             hub, store, follower, identity, reactor, progress_interval=config.progress_notify_interval
         ).register(registry)
         LeaseService(store, identity, reactor, min_ttl=config.lease_min_ttl).register(registry)
+        MaintenanceService(store, identity, config.emulated_etcd_version).register(registry)
+        ClusterService(store, identity, config.name, self.client_urls).register(registry)
+        AuthService(store, identity).register(registry)
         counted = InstrumentedRegistry(registry, metrics)
         self.factory = GRPCServerFactory(
             counted, reactor, call_observer=counted.observe,

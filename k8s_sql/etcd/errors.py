@@ -36,6 +36,13 @@ FUTURE_REVISION = EtcdError(StatusCode.OUT_OF_RANGE, "etcdserver: mvcc: required
 LEASE_TTL_TOO_LARGE = EtcdError(StatusCode.OUT_OF_RANGE, "etcdserver: too large lease TTL")
 LEASE_NOT_FOUND = EtcdError(StatusCode.NOT_FOUND, "etcdserver: requested lease not found")
 MEMBER_NOT_FOUND = EtcdError(StatusCode.NOT_FOUND, "etcdserver: member not found")
+BAD_LEADER_TRANSFEREE = EtcdError(StatusCode.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
+MEMBER_NOT_LEARNER = EtcdError(StatusCode.FAILED_PRECONDITION, "etcdserver: can only promote a learner member")
+NO_INFLIGHT_DOWNGRADE = EtcdError(StatusCode.FAILED_PRECONDITION, "etcdserver: no inflight downgrade job")
+INVALID_DOWNGRADE_TARGET = EtcdError(StatusCode.INVALID_ARGUMENT, "etcdserver: invalid downgrade target version")
+WRONG_DOWNGRADE_VERSION_FORMAT = EtcdError(
+    StatusCode.INVALID_ARGUMENT, "etcdserver: wrong downgrade target version format"
+)
 LEASE_EXISTS = EtcdError(StatusCode.FAILED_PRECONDITION, "etcdserver: lease already exists")
 NOT_CAPABLE = EtcdError(StatusCode.FAILED_PRECONDITION, "etcdserver: not capable")
 AUTH_NOT_ENABLED = EtcdError(StatusCode.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
