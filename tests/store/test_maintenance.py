@@ -13,7 +13,6 @@ from k8s_sql.proto import kv_pb2
 from k8s_sql.store import compaction, hashing
 from k8s_sql.store.errors import Compacted, FutureRevision
 from k8s_sql.store.interfaces import IMaintenanceStore
-from k8s_sql.store.schema import COMPACT_ROW
 from k8s_sql.store.model import (
     Alarm,
     AlarmType,
@@ -22,6 +21,7 @@ from k8s_sql.store.model import (
     RangeRequest,
     TxnRequest,
 )
+from k8s_sql.store.schema import COMPACT_ROW
 
 #: What a real etcd 3.5.1 answered to HashKV after put a=1, put b=2, delete a (revision 4):
 #: at revision 1 (fresh), 2 and 4, and at 4 once compacted at 3.
