@@ -92,7 +92,9 @@ def retention_policy(mode: str, retention: str) -> Retention | None:
     try:
         seconds = int(text) * 3600.0 if text.isdigit() else parse_duration(text, unit="h")
     except ValueError:
-        raise ValueError(f"periodic auto-compaction retention must be a duration (e.g. 30m, 1h) or hours, not {retention!r}") from None
+        raise ValueError(
+            f"periodic auto-compaction retention must be a duration (e.g. 30m, 1h) or hours, not {retention!r}"
+        ) from None
     return PeriodicRetention(seconds) if seconds else None
 
 

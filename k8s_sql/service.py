@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from twisted.application.service import MultiService
@@ -38,7 +38,7 @@ from k8s_sql.etcd.lease import DEFAULT_MIN_TTL, LeaseService
 from k8s_sql.etcd.maintenance import MaintenanceService
 from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL, WatchService
 from k8s_sql.grpc.health import HealthService
-from k8s_sql.grpc.protocol import KiB, GRPCServerFactory
+from k8s_sql.grpc.protocol import GRPCServerFactory, KiB
 from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.grpc.tls import TLSConfigurationError, TLSEndpointParser, server_endpoint
 from k8s_sql.lease.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
@@ -158,21 +158,18 @@ def plan_server(config: ServerConfig, reactor: Any) -> ServerPlan:
         if tls and description.startswith(TLSEndpointParser.prefix + ":"):
             raise ConfigurationError(f"{description!r} has TLS of its own: do not combine h2tls: with a certificate file")
         grpc.append((description, _endpoint(
-            lambda: server_endpoint(
-                reactor, description, cert_file=config.cert_file, key_file=config.key_file,
-                trusted_ca_file=config.trusted_ca_file, client_cert_auth=config.client_cert_auth,
-            ),
-            description,
+            description, server_endpoint, reactor, description, cert_file=config.cert_file, key_file=config.key_file,
+            trusted_ca_file=config.trusted_ca_file, client_cert_auth=config.client_cert_auth,
         )))
-    metrics = [(description, _endpoint(lambda: serverFromString(reactor, description), description))
+    metrics = [(description, _endpoint(description, serverFromString, reactor, description))
                for description in config.metrics_listen]
     return ServerPlan(grpc, metrics, compaction)
 
 
-def _endpoint(build: Any, description: str) -> IStreamServerEndpoint:
-    """``build()``, its failures turned into one-line ``ConfigurationError``s."""
+def _endpoint(description: str, build: Callable[..., IStreamServerEndpoint], *args: Any, **kwargs: Any) -> IStreamServerEndpoint:
+    """``build(*args, **kwargs)``, its failures turned into one-line ``ConfigurationError``s."""
     try:
-        return build()
+        return build(*args, **kwargs)
     except TLSConfigurationError as error:
         raise ConfigurationError(f"TLS: {error}") from None
     except OSError as error:
@@ -259,7 +256,7 @@ class K8sSQLService(MultiService):
         if self.config.advertise_client_urls:
             return list(self.config.advertise_client_urls)
         urls = []
-        for (description, _), port in zip(self.plan.grpc, self.ports):
+        for (description, _), port in zip(self.plan.grpc, self.ports, strict=False):
             tls = self.config.cert_file is not None or description.startswith(TLSEndpointParser.prefix + ":")
             address = port.getHost()
             if isinstance(address, UNIXAddress):

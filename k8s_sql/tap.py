@@ -21,7 +21,12 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from k8s_sql import __version__
+from k8s_sql.compactor import MODES as COMPACTION_MODES
 from k8s_sql.durations import format_duration, parse_duration
+from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES
+from k8s_sql.etcd.lease import DEFAULT_MIN_TTL
+from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL
+from k8s_sql.lease.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
 from k8s_sql.logs import LOG_FORMATS, LOG_LEVELS, log_observer
 from k8s_sql.service import (
     DEFAULT_ENDPOINT,
@@ -32,14 +37,10 @@ from k8s_sql.service import (
     ServerConfig,
     plan_server,
 )
-from k8s_sql.compactor import MODES as COMPACTION_MODES
-from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES
-from k8s_sql.etcd.lease import DEFAULT_MIN_TTL
-from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL
-from k8s_sql.lease.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
 from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS
 from k8s_sql.store.compaction import DEFAULT_BATCH as DEFAULT_COMPACTION_BATCH
 from k8s_sql.watch.follower import DEFAULT_POLL_INTERVAL
+
 
 def seconds(text: str) -> float:
     """A duration greater than zero (``1.5``, ``500ms``, ``2m``), in seconds."""
@@ -288,5 +289,5 @@ async def _serve(reactor: Any, options: Options) -> None:
     try:
         await service.whenReady()
     except Exception:
-        raise SystemExit(1)
+        raise SystemExit(1) from None  # the service has logged why
     await Deferred()  # serve until SIGTERM or SIGINT stops the reactor

@@ -153,7 +153,7 @@ class ServerMetrics:
             self.log.warn("Sampling the database for metrics failed: {error}", error=failures[0].getErrorMessage())
             self.database_up.set(0)
             return
-        for (_, apply), (_, value) in zip(queries, results):
+        for (_, apply), (_, value) in zip(queries, results, strict=True):
             apply(value)
         self.database_up.set(1)
 

@@ -51,7 +51,8 @@ class RevisionLog:
         return succeed(self.revision)
 
 
-def started(policy: PeriodicRetention | RevisionRetention, log: RevisionLog | None = None) -> tuple[AutoCompactor, RevisionLog, Clock]:
+def started(policy: PeriodicRetention | RevisionRetention,
+            log: RevisionLog | None = None) -> tuple[AutoCompactor, RevisionLog, Clock]:
     clock = Clock()
     log = log or RevisionLog()
     compactor = AutoCompactor(log, clock, policy)

@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from twisted.logger import ILogObserver, LogLevel, Logger, LogPublisher
+from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 from twisted.python import log as legacy
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
