@@ -46,11 +46,15 @@ def in_range(key: bytes, start: bytes, end: bytes) -> bool:
 
 
 class Reference:
-    """An in-memory etcd: revisions, history, compaction floor and leases."""
+    """An in-memory etcd: revisions, history, compaction floor and leases.
 
-    def __init__(self) -> None:
-        self.revision = 1
-        self.compacted = -1
+    It may start at a later ``revision`` with history before it compacted at ``compacted``,
+    to follow a real etcd that served other requests first (for keys those never touched).
+    """
+
+    def __init__(self, revision: int = 1, compacted: int = -1) -> None:
+        self.revision = revision
+        self.compacted = compacted
         #: Every change, in order: (revision, key, the new version or None for a delete).
         self.history: list[tuple[int, bytes, KeyValue | None]] = []
         self.leases: dict[int, Lease] = {}

@@ -91,9 +91,9 @@ def ranges(current: int) -> st.SearchStrategy[RangeRequest]:
     )
 
 
-def txns(current: int, depth: int) -> st.SearchStrategy[TxnRequest]:
+def txns(current: int, depth: int, put: st.SearchStrategy[PutRequest] = puts) -> st.SearchStrategy[TxnRequest]:
     """Transactions nested up to ``depth`` levels, with every kind of operation."""
-    ops = st.one_of(puts, deletes, ranges(current), *([txns(current, depth - 1)] if depth else []))
+    ops = st.one_of(put, deletes, ranges(current), *([txns(current, depth - 1, put)] if depth else []))
     branch = st.lists(ops, max_size=3).map(tuple)
     return st.builds(TxnRequest, compare=st.lists(compares, max_size=2).map(tuple), success=branch, failure=branch)
 
