@@ -117,6 +117,11 @@ class IStore(ILeaseStore, IChangeLog, IMaintenanceStore):
     Revisions start at 1 (a fresh store reports 1) and are never reused.  A write that
     changes anything takes exactly the next revision; commits become visible in revision
     order, whichever server of those sharing the database made them.
+
+    Requests are checked as etcd checks them (``k8s_sql.store.checks``), except their size:
+    etcd measures the serialized request, so the etcd layer refuses one over its limit
+    before calling the store.  The store refuses only a key longer than its database can
+    index (``RequestTooLarge``).
     """
 
     cluster_id = Attribute("This database's cluster ID: a positive 64-bit integer chosen when the schema was created.")
@@ -131,7 +136,10 @@ class IStore(ILeaseStore, IChangeLog, IMaintenanceStore):
         """Run a ``DeleteRangeRequest``; fires with a ``DeleteRangeResponse``."""
 
     def txn(request):
-        """Run a ``TxnRequest`` atomically; fires with a ``TxnResponse``."""
+        """Run a ``TxnRequest`` atomically; fires with a ``TxnResponse``.
+
+        Inner responses carry the revisions etcd reports (a nested ``TxnResponse`` 0).
+        """
 
     def compact(revision, physical):
         """Forget history superseded at or before ``revision``; fires with the current revision.
