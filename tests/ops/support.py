@@ -3,7 +3,10 @@ that can be cut, and twistd as a child process."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sys
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -13,7 +16,6 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.protocols.portforward import ProxyFactory, ProxyServer
 
 from k8s_sql.service import K8sSQLService, ServerConfig
 from tests.processes import SOURCE_ROOT, ServerProcess
@@ -82,39 +84,20 @@ class InProcessServer:
         self.run(self.service.stopService)
 
 
-class _Forward(ProxyServer):
-    def connectionMade(self) -> None:
-        self.factory.open.add(self)
-        super().connectionMade()
-
-    def connectionLost(self, reason: Any) -> None:
-        self.factory.open.discard(self)
-        super().connectionLost(reason)
-
-
-class _Forwarding(ProxyFactory):
-    protocol = _Forward
-    noisy = False
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(host, port)
-        self.open: set[_Forward] = set()
-
-
 class DatabaseProxy:
     """A TCP proxy on 127.0.0.1 in front of a database server, that a test can cut and restore.
 
-    ``url(database_url)`` is the same URL through the proxy.
+    It runs in threads of its own, not in the reactor: the store's pool threads talk through it,
+    and the reactor may wait for them (closing a pool joins its threads).
     """
 
-    def __init__(self, run: Run, reactor: Any, database_url: str) -> None:
-        self.run = run
-        self.reactor = reactor
-        target = urlsplit(database_url)
-        self._target = target
-        self._factory = _Forwarding(target.hostname, target.port)
-        self._listening = run(reactor.listenTCP, 0, self._factory, interface="127.0.0.1")
-        self.port = self._listening.getHost().port
+    def __init__(self, database_url: str) -> None:
+        self._target = urlsplit(database_url)
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self.port = 0
+        self.restore()
 
     def url(self) -> str:
         """The database URL, through the proxy."""
@@ -122,21 +105,54 @@ class DatabaseProxy:
         credentials = target.netloc.rpartition("@")[0]
         return target._replace(netloc=f"{credentials}@127.0.0.1:{self.port}").geturl()
 
+    def restore(self) -> None:
+        """Accept connections (again, on the same port)."""
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
     def cut(self) -> None:
         """Drop every connection and refuse new ones, as a database that went away."""
-        def cut() -> Any:
-            for connection in list(self._factory.open):
-                connection.transport.abortConnection()
-            return self._listening.stopListening()
-        self.run(cut)
+        with self._lock:
+            listener, self._listener = self._listener, None
+            doomed, self._sockets = self._sockets, set()
+        if listener is not None:
+            listener.close()
+        for connection in doomed:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
 
-    def restore(self) -> None:
-        """Accept connections again, on the same port."""
-        self._listening = self.run(self.reactor.listenTCP, self.port, self._factory, interface="127.0.0.1")
+    close = cut
 
-    def close(self) -> None:
-        """Stop proxying."""
-        self.cut()
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed by cut()
+            try:
+                server = socket.create_connection((self._target.hostname, self._target.port), timeout=10)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    server.close()
+                    return
+                self._sockets |= {client, server}
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
 
 
 class Twistd(ServerProcess):

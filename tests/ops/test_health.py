@@ -87,7 +87,7 @@ def test_probes_answer_ok_when_the_database_does(server: InProcessServer) -> Non
 
 @pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
 def test_probes_fail_while_the_database_is_cut(run: Run, reactor: Any, backend: str) -> None:
-    proxy = DatabaseProxy(run, reactor, backend)
+    proxy = DatabaseProxy(backend)
     server = InProcessServer(run, reactor, proxy.url(), poll_interval=0.2)
     try:
         assert server.get("/health").status == 200
