@@ -46,7 +46,9 @@ def revoke(executor: Executor, lease_id: int) -> int:
 
 def expire(executor: Executor, lease_id: int, now: float) -> bool:
     """Revoke the lease if it is still there and expired at ``now``; whether it was."""
-    if executor.session.one("SELECT 1 FROM k8s_lease WHERE id = ? AND deadline < ?", lease_id, now) is None:
+    # Locking the row waits for a renewal in progress and then sees its new deadline.
+    expired_now = "SELECT 1 FROM k8s_lease WHERE id = ? AND deadline < ?" + executor.session.dialect.lock_suffix
+    if executor.session.one(expired_now, lease_id, now) is None:
         return False
     revoke(executor, lease_id)
     return True

@@ -2,10 +2,10 @@
 for database failures.
 
 Every call runs one function in one database transaction (``runInteraction``) on a pool
-thread.  Deadlocks, serialization failures and a busy SQLite are retried after a short
-pause.  A connection found dead before commit is dropped and the transaction run again on
-another, so a database that comes back is used again at once; a failure at commit, or one
-that persists, is reported as ``Unavailable``, naming the database without its password.
+thread.  Deadlocks and serialization failures are retried after a short pause.  A
+connection found dead before commit is dropped and the transaction run again on another,
+so a database that comes back is used again at once; a failure at commit, or one that
+persists, is reported as ``Unavailable``, naming the database without its password.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ T = TypeVar("T")
 #: ``observer(writer, name, seconds, error)``: see ``Database.observe_transactions``.
 TransactionObserver = Callable[[bool, str, float, "BaseException | None"], None]
 
-#: How often a transaction that hit a deadlock or a busy database is tried.
+#: How often a transaction that hit a deadlock or a serialization failure is tried.
 ATTEMPTS = 12
 
 #: Pause before the n-th retry: FIRST_PAUSE * 2**n seconds, at most MAX_PAUSE.

@@ -24,7 +24,7 @@ from k8s_sql.store.session import Session
 #: InnoDB index keys hold 3072 bytes; the log's (k, revision) index takes 8 for the revision.
 MAX_KEY_BYTES = 3064
 
-_RETRY = frozenset({ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT})
+_RETRY = frozenset({ER.LOCK_DEADLOCK})
 
 
 class Dialect(BaseDialect):
@@ -97,7 +97,8 @@ class Dialect(BaseDialect):
             raise RuntimeError(f"OPTIMIZE TABLE failed: {'; '.join(failures)}")
 
     def fault(self, error: BaseException) -> Fault | None:
-        """Deadlocks and lock timeouts are retried; lost or refused connections are unavailable."""
+        """Deadlocks are retried; lock wait timeouts (a lock held for
+        ``innodb_lock_wait_timeout``) and lost or refused connections are unavailable."""
         if isinstance(error, pymysql.err.OperationalError):
             return Fault.RETRY if error.args and error.args[0] in _RETRY else Fault.UNAVAILABLE
         if isinstance(error, (pymysql.err.InterfaceError, pymysql.err.InternalError)):

@@ -29,7 +29,7 @@ MAX_KEY_BYTES = 2684
 #: The advisory lock serializing schema creation (the bytes of "k8s_sql").
 SCHEMA_LOCK = 0x6B38735F73716C
 
-_RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.LockNotAvailable)
+_RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 #: How the listening connection notices a silently dead server.
 _KEEPALIVES = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)

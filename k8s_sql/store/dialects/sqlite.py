@@ -71,8 +71,8 @@ class Dialect(BaseDialect):
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def fault(self, error: BaseException) -> Fault | None:
-        """A busy or locked database is retried; other operational errors mean unavailable."""
+        """Operational errors mean unavailable: "database is locked" comes only once
+        ``BUSY_TIMEOUT`` has passed waiting for another process's write lock."""
         if isinstance(error, sqlite3.OperationalError):
-            message = str(error)
-            return Fault.RETRY if "locked" in message or "busy" in message else Fault.UNAVAILABLE
+            return Fault.UNAVAILABLE
         return None
