@@ -48,3 +48,9 @@ def test_every_metric_is_documented_and_every_documented_metric_exists() -> None
     documented = {row[0].strip("`") for row in table_rows("metrics.md") if not row[0].startswith("`/")}
     assert {name for name in served if not name.startswith("process_")} == documented - {"process_*"}
     assert any(name.startswith("process_") for name in served) and "process_*" in documented
+
+
+def test_relative_links_resolve() -> None:
+    for document in sorted(DOCS.glob("*.md")) + [SOURCE_ROOT / "README.md"]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", document.read_text()):
+            assert (document.parent / target).exists(), f"{document.name} links to {target}, which does not exist"
