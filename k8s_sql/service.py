@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
@@ -314,7 +314,9 @@ class K8sSQLService(MultiService):
         return self.ports
 
     def _started(self, outcome: Failure | list[IListeningPort]) -> None:
-        if isinstance(outcome, Failure):
+        if isinstance(outcome, Failure) and outcome.check(CancelledError):
+            self.log.info("k8s-sql stopped before it started")
+        elif isinstance(outcome, Failure):
             self.log.critical(
                 "k8s-sql could not start: {reason}", reason=outcome.getErrorMessage() or outcome.type
             )

@@ -12,7 +12,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import _ISupportsExitSignalCapturing
 from twisted.internet.task import react
 from twisted.logger import ILogObserver, globalLogBeginner
@@ -243,8 +243,9 @@ class TwistdService(MultiService):
         self.server.whenReady().addErrback(self._failed)
 
     def _failed(self, failure: Failure) -> None:
-        # The server has logged why.
-        self.reactor.stop()
+        # The server has logged why.  If it failed because it is being stopped, so is the reactor.
+        if self.running:
+            self.reactor.stop()
 
     def stopService(self) -> Deferred[None]:
         """Stop the server; once it stopped cleanly, the process exits with status 0."""
@@ -288,6 +289,8 @@ async def _serve(reactor: Any, options: Options) -> None:
     service.startService()
     try:
         await service.whenReady()
+    except CancelledError:
+        return  # stopped (SIGTERM, SIGINT) while starting
     except Exception:
         raise SystemExit(1) from None  # the service has logged why
     await Deferred()  # serve until SIGTERM or SIGINT stops the reactor

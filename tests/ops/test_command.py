@@ -129,6 +129,25 @@ def test_a_database_that_cannot_be_reached_stops_the_server(command: str, tmp_pa
     assert status == (1 if command == "k8s-sql" else 0)
 
 
+@pytest.mark.parametrize("command", ["k8s-sql", "twistd"])
+def test_sigterm_while_starting_stops_with_status_0(command: str, tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # a database that never answers
+        silent.settimeout(30)
+        # PostgreSQL's connect_timeout bounds the whole handshake (PyMySQL's only the TCP connect),
+        # so closing the pool, which waits for its threads, ends within it.
+        url = f"postgres://k8s@127.0.0.1:{silent.getsockname()[1]}/k8s?connect_timeout=3"
+        process = launch(command, "--listen", LOCAL, "--endpoint", url, cwd=tmp_path)
+        connection, _ = silent.accept()  # the server is opening its database
+        with connection:
+            process.process.send_signal(signal.SIGTERM)
+            status = process.process.wait(30)
+    process.stop()
+    output = process.text()
+    assert status == 0, output
+    assert "k8s-sql stopped before it started" in output
+    assert "could not start" not in output and "Traceback" not in output
+
+
 BAD_OPTIONS = [
     (["--no-such-option"], "option --no-such-option not recognized"),
     (["--listen", "tcp:2379", "--listen", "carrier-pigeon:1"], "bad endpoint description 'carrier-pigeon:1'"),
