@@ -38,6 +38,8 @@ class Dialect:
     real_type: str
     table_options = ""
     inline_indexes = False
+    #: Whether tables are stored in their primary key.
+    clustered = False
     placeholder = "%s"
     #: URL options passed on to the driver's ``connect()``.
     known_options: frozenset[str] = frozenset()
@@ -58,7 +60,9 @@ class Dialect:
 
     def schema(self) -> list[str]:
         """The DDL creating the tables and indexes."""
-        return schema.statements(self.key_type, self.blob_type, self.real_type, self.table_options, self.inline_indexes)
+        return schema.statements(
+            self.key_type, self.blob_type, self.real_type, self.table_options, self.inline_indexes, self.clustered
+        )
 
     def connection_pool(self, reactor: Any, writer: bool, size: int) -> adbapi.ConnectionPool:
         """A pool of ``size`` connections (threads), each configured for its role on opening."""

@@ -39,6 +39,7 @@ class Dialect(BaseDialect):
     real_type = "DOUBLE"
     table_options = " ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
     inline_indexes = True
+    clustered = True
     known_options = frozenset({"ssl_ca", "ssl_cert", "ssl_key", "unix_socket"})
 
     def connect_arguments(self) -> tuple[tuple, dict[str, Any]]:

@@ -32,6 +32,7 @@ class Dialect(BaseDialect):
     key_type = blob_type = "BLOB"
     real_type = "REAL"
     table_options = " WITHOUT ROWID"
+    clustered = True
     placeholder = "?"
 
     def connection_pool(self, reactor: Any, writer: bool, size: int):
