@@ -31,6 +31,7 @@ def compact(executor: Executor, revision: int) -> int:
     if revision > executor.begin:
         raise FutureRevision()
     executor.session.run("UPDATE k8s_meta SET value = ? WHERE name = ?", revision, COMPACT_ROW)
+    executor.reader.compacted = revision
     return executor.begin
 
 

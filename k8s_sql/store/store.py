@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
@@ -37,7 +38,7 @@ from k8s_sql.store.pool import Database
 from k8s_sql.store.reads import Reader
 from k8s_sql.store.session import Session
 from k8s_sql.store.url import DatabaseURL
-from k8s_sql.store.writes import Executor
+from k8s_sql.store.writes import BatchFailure, Executor, apply
 
 T = TypeVar("T")
 
@@ -95,6 +96,28 @@ def _read_only_txn(session: Session, request: TxnRequest) -> TxnResponse:
     return Executor.read_only(session).txn(request)
 
 
+#: The most writes one database transaction carries.
+MAX_BATCH = 64
+
+
+@dataclasses.dataclass
+class _Write:
+    """A write waiting for its turn, and the Deferred its caller awaits."""
+
+    operation: Callable[..., Any]
+    args: tuple
+    done: defer.Deferred
+
+    def answer(self, result: object) -> None:
+        """Fire ``done`` with a response or a ``Failure``, unless the caller gave up."""
+        if self.done.called:
+            return
+        if isinstance(result, Failure):
+            self.done.errback(result)
+        else:
+            self.done.callback(result)
+
+
 @implementer(IStore, IBulkLoad)
 class SQLStore:
     """An ``IStore`` on a ``Database``; get one with ``open_store``.
@@ -126,6 +149,8 @@ class SQLStore:
         self._background: set[defer.Deferred] = set()
         self._closing = False
         self._listener: Any = None
+        self._queue: list[_Write] = []
+        self._writing = False
 
     @_deferred
     async def range(self, request: RangeRequest) -> RangeResponse:
@@ -300,19 +325,61 @@ class SQLStore:
             pass
 
     async def _write(self, operation: Callable[..., T], *args: Any) -> T:
-        """Run ``operation(executor, *args)`` holding the revision lock; report the commit."""
-        response, revision = await self.database.write(self._locked, operation, args)
-        if revision is not None:
-            self._committed(revision)
-        return response
+        """Run ``operation(executor, *args)`` holding the revision lock; report the commit.
+
+        Writes that arrive while one is committing wait and then go together, in arrival
+        order, in one database transaction (``writes.apply``): each still takes its own
+        revision and gets its own answer, but they share one lock and one commit.
+        """
+        write = _Write(operation, args, defer.Deferred())
+        self._queue.append(write)
+        if not self._writing:
+            self._writing = True
+            defer.ensureDeferred(self._drain())
+        return await write.done
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._commit(batch)
+        finally:
+            self._writing = False
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        """Commit ``batch``; a write refused with a ``StoreError`` is answered so and the
+        others are committed without it."""
+        while batch:
+            try:
+                if len(batch) == 1:
+                    response, revision = await self.database.write(self._locked, batch[0].operation, batch[0].args)
+                    responses = [response]
+                else:
+                    responses, revision = await self.database.write(self._batched, [(w.operation, w.args) for w in batch])
+            except BatchFailure as failed:
+                batch.pop(failed.index).answer(Failure(failed.error))
+                continue
+            except Exception:
+                failure = Failure()
+                for write in batch:
+                    write.answer(failure)
+                return
+            if revision is not None:
+                self._committed(revision)
+            for write, response in zip(batch, responses):
+                write.answer(response)
+            return
 
     def _locked(self, session: Session, operation: Callable[..., T], args: tuple) -> tuple[T, int | None]:
-        executor = Executor.locked(session)
-        response = operation(executor, *args)
-        revision = executor.commit()
+        """One write in its own transaction."""
+        (response,), revision = self._batched(session, [(operation, args)])
+        return response, revision
+
+    def _batched(self, session: Session, writes: Sequence[tuple[Callable[..., Any], tuple]]) -> tuple[list[Any], int | None]:
+        responses, revision = apply(session, writes)
         if revision is not None:
             session.dialect.announce(session.cursor, self._channel, revision)
-        return response, revision
+        return responses, revision
 
     def _committed(self, revision: int) -> None:
         for observer in list(self._observers):

@@ -8,9 +8,9 @@ All its changes share that revision and are numbered by ``sub`` in the order the
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Sequence, TypeVar
 
-from k8s_sql.store.errors import FutureRevision, KeyNotFound, LeaseNotFound
+from k8s_sql.store.errors import FutureRevision, KeyNotFound, LeaseNotFound, StoreError
 from k8s_sql.store.keys import KeyRange
 from k8s_sql.store.model import (
     DeleteRangeRequest,
@@ -35,7 +35,43 @@ INSERT_KV = (
     "INSERT INTO k8s_kv (k, create_revision, mod_revision, sub, version, lease, value) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_KV = "UPDATE k8s_kv SET mod_revision = ?, sub = ?, version = ?, lease = ?, value = ? WHERE k = ?"
+T = TypeVar("T")
+
 _DELETE_KV = {shape: f"DELETE FROM k8s_kv WHERE {where.format(t='')}" for shape, where in WHERE.items()}
+
+
+class BatchFailure(StoreError):
+    """Write number ``index`` of a batch failed with ``error``: the transaction is rolled back."""
+
+    def __init__(self, index: int, error: StoreError) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+def apply(session: Session, writes: Sequence[tuple[Callable[..., T], tuple]]) -> tuple[list[T], int | None]:
+    """Run ``operation(executor, *args)`` for each write, in order, in one transaction.
+
+    The revision counter is locked once; each write that changes anything takes the next
+    revision and sees the writes before it, as if each had been a transaction of its own;
+    the counter is set once at the end.  Returns the results and the new revision, or
+    ``None`` when nothing changed.  A ``StoreError`` from one write is raised as a
+    ``BatchFailure`` naming it: none of the batch is committed.
+    """
+    executor = Executor.locked(session)
+    first = executor.begin
+    results = []
+    for index, (operation, args) in enumerate(writes):
+        if index:
+            executor = executor.following()
+        try:
+            results.append(operation(executor, *args))
+        except StoreError as error:
+            raise BatchFailure(index, error) from error
+    if executor.revision == first:
+        return results, None
+    session.run("UPDATE k8s_revision SET revision = ? WHERE id = 1", executor.revision)
+    return results, executor.revision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,12 +116,9 @@ class Executor:
         """The revision the data has now: ``begin``, or ``begin + 1`` once something changed."""
         return self.begin + 1 if self.changes else self.begin
 
-    def commit(self) -> int | None:
-        """Record the new revision if anything changed; return it, or ``None``."""
-        if not self.changes:
-            return None
-        self.session.run("UPDATE k8s_revision SET revision = ? WHERE id = 1", self.revision)
-        return self.revision
+    def following(self) -> Executor:
+        """An executor for the next write of the same database transaction, at the next revision."""
+        return Executor(self.session, self.revision, self.reader.compacted)
 
     def put(self, request: PutRequest) -> PutResponse:
         """A standalone put: the lease must exist, then the key if the request keeps its value or lease."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from k8s_sql.store.model import Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, TxnRequest
+from k8s_sql.store.model import Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest
 
 STORES = 3
 WORKERS = 4
@@ -99,3 +99,32 @@ def test_racing_sweepers_revoke_each_lease_once(run: Any, store: Any, opener: An
     assert sorted(revoked) == list(range(1, 13))
     assert run(store.current_revision) == before + 12
     assert run(store.range, RangeRequest(b"leased/", b"leased0", count_only=True)).count == 0
+
+
+def test_writes_arriving_together_share_a_transaction_and_keep_their_own_answers(run: Any, store: Any) -> None:
+    names: list[str] = []
+    store.database.observe_transactions(lambda writer, name, seconds, error: names.append(name))
+    run(store.put, PutRequest(b"b", b"old"))
+
+    async def together() -> list[Any]:
+        requests = [
+            store.put(PutRequest(b"a", b"1")),
+            store.put(PutRequest(b"c", lease=99)),  # unknown lease: refused alone
+            store.txn(TxnRequest(success=(PutRequest(b"a", b"2", prev_kv=True), PutRequest(b"b", b"new")))),
+            store.delete_range(DeleteRangeRequest(b"nothing")),
+            # Keeps the lease of b, deleted before it in the same transaction: refused alone.
+            store.txn(TxnRequest(success=(DeleteRangeRequest(b"b", b"\0"), PutRequest(b"b", ignore_lease=True)))),
+            store.put(PutRequest(b"d", b"4")),
+        ]
+        return await defer.DeferredList(requests, consumeErrors=True)
+
+    outcomes = run(together)
+    answers = [result if ok else type(result.value).__name__ for ok, result in outcomes]
+    assert answers[1] == "LeaseNotFound" and answers[4] == "KeyNotFound"
+    assert answers[0].revision == 3
+    assert answers[2].revision == 4 and answers[2].responses[0].prev_kv.value == b"1"
+    assert answers[3].revision == 4 and answers[3].deleted == 0
+    assert answers[5].revision == 5
+    assert any(name.endswith("_batched") for name in names)
+    assert [event.kv.mod_revision for event in run(store.changes, 1, 100)] == [2, 3, 4, 4, 5]
+    assert [kv.value for kv in run(store.range, RangeRequest(b"a", b"z")).kvs] == [b"2", b"new", b"4"]
