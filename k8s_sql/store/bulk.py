@@ -40,6 +40,7 @@ def begin(executor: Executor, revision: int, replace: bool) -> int:
     start = max(revision, executor.begin)
     session.run("UPDATE k8s_revision SET revision = ? WHERE id = 1", start)
     session.run("UPDATE k8s_meta SET value = ? WHERE name IN (?, ?)", start, COMPACT_ROW, PHYSICAL_ROW)
+    executor.restart_at(start)
     return start
 
 

@@ -1,8 +1,10 @@
-"""Writing as etcd does: one database transaction, one new revision.
+"""Writing as etcd does: each write takes the next revision.
 
-An ``Executor`` holds the revision counter's lock for its whole transaction, so the
-revision it writes is the next one and becomes visible only after every revision below it.
-All its changes share that revision and are numbered by ``sub`` in the order they happen.
+A write transaction takes the revision counter's lock first (``Executor.locked``) and holds
+it until commit, so the revisions it writes are the next ones and become visible only after
+every revision below them.  An ``Executor`` runs one etcd write: all its changes share one
+revision and are numbered by ``sub`` in the order they happen.  ``apply`` runs several
+writes in one transaction, each with an executor and a revision of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from k8s_sql.store.model import (
 from k8s_sql.store.reads import WHERE, CURRENT, HEADER, Reader, current_row
 from k8s_sql.store.session import Session
 
+T = TypeVar("T")
+
 INSERT_LOG = (
     "INSERT INTO k8s_log (revision, sub, k, create_revision, version, lease, value, deleted, prev_revision, prev_sub)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -35,8 +39,6 @@ INSERT_KV = (
     "INSERT INTO k8s_kv (k, create_revision, mod_revision, sub, version, lease, value) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_KV = "UPDATE k8s_kv SET mod_revision = ?, sub = ?, version = ?, lease = ?, value = ? WHERE k = ?"
-T = TypeVar("T")
-
 _DELETE_KV = {shape: f"DELETE FROM k8s_kv WHERE {where.format(t='')}" for shape, where in WHERE.items()}
 
 
@@ -119,6 +121,13 @@ class Executor:
     def following(self) -> Executor:
         """An executor for the next write of the same database transaction, at the next revision."""
         return Executor(self.session, self.revision, self.reader.compacted)
+
+    def restart_at(self, revision: int) -> None:
+        """Carry on from ``revision``, compacted there, the counter having been set to it
+        (a snapshot load): the writes after this one in the transaction follow it."""
+        self.begin = self.reader.revision = self.reader.compacted = revision
+        self.changes = 0
+        self._before.clear()
 
     def put(self, request: PutRequest) -> PutResponse:
         """A standalone put: the lease must exist, then the key if the request keeps its value or lease."""

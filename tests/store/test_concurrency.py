@@ -128,3 +128,15 @@ def test_writes_arriving_together_share_a_transaction_and_keep_their_own_answers
     assert any(name.endswith("_batched") for name in names)
     assert [event.kv.mod_revision for event in run(store.changes, 1, 100)] == [2, 3, 4, 4, 5]
     assert [kv.value for kv in run(store.range, RangeRequest(b"a", b"z")).kvs] == [b"2", b"new", b"4"]
+
+
+def test_a_write_batched_after_a_snapshot_load_follows_its_revision(run: Any, store: Any) -> None:
+    run(store.put, PutRequest(b"old"))
+
+    async def together() -> list[Any]:
+        return await defer.gatherResults([store.put(PutRequest(b"a")), store.begin_load(100, True), store.put(PutRequest(b"b"))])
+
+    first, start, last = run(together)
+    assert (first.revision, start, last.revision) == (3, 100, 101)
+    assert run(store.current_revision) == 101
+    assert [kv.key for kv in run(store.range, RangeRequest(b"\0", b"\0")).kvs] == [b"b"]
