@@ -41,7 +41,7 @@ from tests.differential import strip_identity
 from tests.etcdclient import EtcdClient
 from tests.processes import Etcd
 from tests.store.reference import Reference
-from tests.store.test_properties import compares, deletes, fills, puts, ranges, revisions, txns
+from tests.store.test_properties import deletes, fills, puts, ranges, revisions, txns
 
 NOBODY = Identity(0, 0, 0)
 SORT_FIELDS = {1: "version", 2: "createRevision", 3: "modRevision", 4: "value"}
