@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import pytest
@@ -31,6 +33,19 @@ def test_an_unreachable_server_is_reported_clearly_at_start(run: Any, reactor: A
     message = str(unavailable.value)
     assert f"127.0.0.1:{proxy.port}" in message and "unavailable" in message
     assert "s3cret" not in message
+
+
+def test_a_mysql_server_that_never_answers_is_reported_at_start(run: Any, reactor: Any) -> None:
+    """A server that accepts connections but never sends its handshake cannot hang start-up."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as unavailable:
+            run(open_store, f"mysql://root@127.0.0.1:{port}/test?read_timeout=1&writers=1&readers=1", reactor)
+    assert time.monotonic() - started < 20
+    assert f"127.0.0.1:{port}" in str(unavailable.value)
 
 
 def test_an_unusable_sqlite_file_is_reported_clearly_at_start(run: Any, reactor: Any, tmp_path: Any) -> None:

@@ -26,6 +26,11 @@ MAX_KEY_BYTES = 3064
 
 _RETRY = frozenset({ER.LOCK_DEADLOCK})
 
+#: Seconds a socket read or write may wait, the server's handshake included, unless the URL's
+#: ``read_timeout``/``write_timeout`` say otherwise: without a bound, a server that accepts
+#: connections but never answers would hang start-up (and shut-down) for good.
+IO_TIMEOUT = 60
+
 
 class Dialect(BaseDialect):
     """MySQL or MariaDB with InnoDB tables."""
@@ -40,10 +45,11 @@ class Dialect(BaseDialect):
     table_options = " ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
     inline_indexes = True
     clustered = True
-    known_options = frozenset({"ssl_ca", "ssl_cert", "ssl_key", "unix_socket"})
+    known_options = frozenset({"ssl_ca", "ssl_cert", "ssl_key", "unix_socket", "read_timeout", "write_timeout"})
 
     def connect_arguments(self) -> tuple[tuple, dict[str, Any]]:
-        """Transactions on; bytes sent as binary strings so no charset conversion touches them."""
+        """Transactions on; bytes sent as binary strings so no charset conversion touches them;
+        every socket read and write bounded in time."""
         return (), dict(
             host=self.url.host,
             port=self.url.port or 3306,
@@ -54,7 +60,10 @@ class Dialect(BaseDialect):
             binary_prefix=True,
             charset="utf8mb4",
             connect_timeout=self.connect_timeout,
-            **self.options,
+            **{
+                **self.options,
+                **{name: float(self.options.get(name, IO_TIMEOUT)) for name in ("read_timeout", "write_timeout")},
+            },
         )
 
     def configure(self, connection: Any, writer: bool) -> None:
