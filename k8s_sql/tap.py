@@ -8,6 +8,7 @@ stderr and a non-zero status.  In the foreground, logs go to stdout (``--log-for
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any, Callable, Sequence
 
@@ -215,9 +216,11 @@ class TwistdService(MultiService):
     """What ``twistd k8s-sql`` runs: the server, and what twistd must be told.
 
     Attached to twistd's application, it sets the application's log observer (twistd
-    uses it instead of its own) when twistd logs to stdout in the foreground.  A server
-    that cannot start stops the reactor.  After a clean stop, twistd exits with status 0
-    rather than re-raising the signal that stopped it, as the console script does.
+    uses it instead of its own) when twistd logs to stdout in the foreground.  After a
+    clean stop, twistd exits with status 0 rather than re-raising the signal that stopped
+    it, as the console script does.  A server that cannot start stops the reactor, and
+    twistd, which has no exit status of its own to report, ends by SIGTERM (status 143
+    in a shell) once it has cleaned up: a non-zero status supervisors see as a failure.
 
     @param server: the server to run.
     @param reactor: the reactor twistd runs.
@@ -229,6 +232,8 @@ class TwistdService(MultiService):
         self.server = server
         self.reactor = reactor
         self.observer = observer
+        #: Whether the server failed to start (rather than being stopped while starting).
+        self.start_failed = False
         server.setServiceParent(self)
 
     def setServiceParent(self, parent: Any) -> None:
@@ -245,6 +250,7 @@ class TwistdService(MultiService):
     def _failed(self, failure: Failure) -> None:
         # The server has logged why.  If it failed because it is being stopped, so is the reactor.
         if self.running:
+            self.start_failed = True
             self.reactor.stop()
 
     def stopService(self) -> Deferred[None]:
@@ -255,7 +261,7 @@ class TwistdService(MultiService):
 
     def _stopped(self, result: object) -> None:
         if _ISupportsExitSignalCapturing.providedBy(self.reactor):
-            self.reactor._exitSignal = None
+            self.reactor._exitSignal = signal.SIGTERM if self.start_failed else None
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
