@@ -31,6 +31,14 @@ def parse_duration(text: str, unit: str = "s") -> float:
     return total
 
 
+def positive_duration(text: str) -> float:
+    """A duration greater than zero (``1.5``, ``500ms``, ``2m``), in seconds; for option parsers."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not greater than zero")
+    return seconds
+
+
 def format_duration(seconds: float) -> str:
     """``seconds`` written as briefly as ``parse_duration`` reads it back (``1h``, ``90s``, ``0.5s``)."""
     for unit in ("h", "m"):

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from k8s_sql import __version__
 from k8s_sql.compactor import MODES as COMPACTION_MODES
-from k8s_sql.durations import format_duration, parse_duration
+from k8s_sql.durations import format_duration, parse_duration, positive_duration
 from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES
 from k8s_sql.etcd.lease import DEFAULT_MIN_TTL
 from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL
@@ -41,14 +41,6 @@ from k8s_sql.service import (
 from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS
 from k8s_sql.store.compaction import DEFAULT_BATCH as DEFAULT_COMPACTION_BATCH
 from k8s_sql.watch.follower import DEFAULT_POLL_INTERVAL
-
-
-def seconds(text: str) -> float:
-    """A duration greater than zero (``1.5``, ``500ms``, ``2m``), in seconds."""
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} is not greater than zero")
-    return value
 
 
 def seconds_or_zero(text: str) -> float:
@@ -135,11 +127,11 @@ class Options(usage.Options):
         "max-txn-ops": positive_int,
         "max-request-bytes": positive_int,
         "poll-interval": seconds_or_zero,
-        "progress-notify-interval": seconds,
+        "progress-notify-interval": positive_duration,
         "lease-min-ttl": positive_int,
-        "lease-sweep-interval": seconds,
+        "lease-sweep-interval": positive_duration,
         "slow-sql-threshold": seconds_or_zero,
-        "shutdown-grace": seconds,
+        "shutdown-grace": positive_duration,
         "log-format": one_of(LOG_FORMATS),
         "log-level": one_of(LOG_LEVELS),
     }

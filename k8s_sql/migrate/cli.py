@@ -22,7 +22,7 @@ from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredica
 from twisted.python import usage
 
 from k8s_sql import __version__
-from k8s_sql.durations import parse_duration
+from k8s_sql.durations import positive_duration
 from k8s_sql.grpc.status import GRPCError
 from k8s_sql.migrate.channel import channel_for
 from k8s_sql.migrate.database import StoreSink, StoreSource
@@ -38,14 +38,6 @@ from k8s_sql.store.errors import Compacted, FutureRevision, NotEmpty, StoreError
 from k8s_sql.store.url import DatabaseURL, redact
 
 ETCD_SCHEMES = ("http://", "https://")
-
-
-def positive_duration(text: str) -> float:
-    """Seconds greater than zero, written as a number or a Go duration (``500ms``, ``2m``)."""
-    seconds = parse_duration(text)
-    if seconds <= 0:
-        raise ValueError(f"{text!r} is not greater than zero")
-    return seconds
 
 
 def is_etcd(spec: str) -> bool:
