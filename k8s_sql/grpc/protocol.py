@@ -118,6 +118,12 @@ class GRPCProtocol(Protocol):
         if extra > 0:
             h2.increment_flow_control_window(extra)
         self._peer = self.transport.getPeer()
+        # A response is complete when it is written: Nagle's algorithm would hold it back
+        # until the client acknowledged the previous one, up to its delayed-ACK timeout
+        # (40 ms on Linux) whenever several calls are in flight.  TLS passes this through.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self.transport.registerProducer(self, True)
         self._write()
         self.factory._connection_made(self)
