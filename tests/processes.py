@@ -99,11 +99,16 @@ class ServerProcess:
 
 
 class K8sSQL(ServerProcess):
-    """``python -m k8s_sql`` on a free port of 127.0.0.1; ``endpoint`` is ``host:port``."""
+    """``python -m k8s_sql`` on a free port of 127.0.0.1; ``endpoint`` is ``host:port``.
 
-    def __init__(self, database_url: str, *arguments: str, cwd: str | None = None) -> None:
+    ``python_options`` go before ``-m k8s_sql``, e.g. ``("-m", "cProfile", "-o", path)``.
+    """
+
+    def __init__(
+        self, database_url: str, *arguments: str, cwd: str | None = None, python_options: Sequence[str] = ()
+    ) -> None:
         super().__init__(
-            [sys.executable, "-m", "k8s_sql", "--listen", "tcp:0:interface=127.0.0.1", "--endpoint", database_url, *arguments],
+            [sys.executable, *python_options, "-m", "k8s_sql", "--listen", "tcp:0:interface=127.0.0.1", "--endpoint", database_url, *arguments],
             env={"PYTHONPATH": str(SOURCE_ROOT)},
             cwd=cwd,
         )
