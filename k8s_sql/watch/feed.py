@@ -164,6 +164,12 @@ class Feed:
                     else:
                         revisions.append((revision, [event]))
             if revisions:
+                # Other feeds of the consumer may have filled it meanwhile (all the watches
+                # of a stream read at once when its client resumes): one batch each at most.
+                while not self._consumer.has_room():
+                    await self._consumer.room()
+                if self._stopped:
+                    return
                 self._consumer.deliver(revisions)
             # An empty answer means nothing is committed after our position, and the
             # horizon was committed before the read: both say we are level with it.
