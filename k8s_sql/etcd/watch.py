@@ -44,6 +44,7 @@ from k8s_sql.watch.feed import ALL_EVENTS, Feed, IFeedConsumer, Revisions
 from k8s_sql.watch.follower import IFollower
 from k8s_sql.watch.hub import IWatchHub, KeyRange
 from k8s_sql.watch.outbox import Outbox
+from k8s_sql.watch.reads import SharedReads
 
 WATCH_METHOD = "/etcdserverpb.Watch/Watch"
 
@@ -72,6 +73,8 @@ _FILTERED = {
 
 
 def _varint(value: int) -> bytes:
+    """``value`` as a protobuf varint; negative ones as int64 two's complement (ten bytes)."""
+    value &= 0xFFFF_FFFF_FFFF_FFFF
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
@@ -80,7 +83,11 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-#: The tag of ``WatchResponse.events`` (field 11, length-delimited).
+#: The tags of ``WatchResponse`` fields: ``header`` (1) and ``events`` (11), length-delimited;
+#: ``watch_id`` (2) and ``fragment`` (7), varints.
+_HEADER_TAG = _varint(1 << 3 | 2)
+_WATCH_ID_TAG = _varint(2 << 3)
+_FRAGMENT_FIELD = _varint(7 << 3) + b"\x01"
 _EVENTS_TAG = _varint(11 << 3 | 2)
 
 
@@ -89,7 +96,9 @@ class EncodedEvents:
 
     A response is its fields without events followed by the encoded events: protobuf
     concatenation appends to repeated fields, so each event is encoded once however many
-    watches receive it.
+    watches receive it.  Events are recognised by identity, which is cheap: the hub hands
+    the same objects to every watch, and so do reads shared by watches catching up
+    (``k8s_sql.watch.reads``).
 
     @param max_bytes: the encoded bytes kept at most; the least recently used go first.
     """
@@ -97,25 +106,26 @@ class EncodedEvents:
     def __init__(self, max_bytes: int = DEFAULT_ENCODED_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self._size = 0
-        self._kept: OrderedDict[tuple[Event, bool], bytes] = OrderedDict()
+        # Each entry holds its event, so no other object can take the event's id meanwhile.
+        self._kept: OrderedDict[tuple[int, bool], tuple[Event, bytes]] = OrderedDict()
 
     def field(self, event: Event, prev_kv: bool) -> bytes:
         """``event`` as one ``events`` field, with its ``prev_kv`` only if ``prev_kv``."""
-        key = (event, prev_kv)
-        encoded = self._kept.get(key)
-        if encoded is not None:
+        key = (id(event), prev_kv)
+        kept = self._kept.get(key)
+        if kept is not None:
             self._kept.move_to_end(key)
-            return encoded
+            return kept[1]
         message = event_message(event)
         if not prev_kv:
             message.ClearField("prev_kv")
         body = message.SerializeToString()
         encoded = _EVENTS_TAG + _varint(len(body)) + body
         if len(encoded) <= self.max_bytes // 8:
-            self._kept[key] = encoded
+            self._kept[key] = (event, encoded)
             self._size += len(encoded)
             while self._size > self.max_bytes:
-                _, dropped = self._kept.popitem(last=False)
+                _, (_, dropped) = self._kept.popitem(last=False)
                 self._size -= len(dropped)
         return encoded
 
@@ -176,6 +186,26 @@ class WatchService:
         self.max_response_bytes = max_response_bytes
         self.batch_size = batch_size
         self.encoded = encoded if encoded is not None else EncodedEvents()
+        #: What watches replay from: catch-up reads shared between them.
+        self.replays = SharedReads(store, hub)
+        self._header = (0, b"")
+
+    def event_head(self, revision: int, watch_id: int, fragment: bool = False) -> bytes:
+        """The fields of an event response that precede its events, as protobuf encodes
+        them: the header reporting ``revision``, ``watch_id`` and the fragment flag.
+
+        The header of the latest revision is kept: live, every watch it reaches gets one.
+        """
+        cached, field = self._header
+        if revision != cached:
+            body = self.identity.header(revision).SerializeToString()
+            field = _HEADER_TAG + _varint(len(body)) + body
+            self._header = (revision, field)
+        if watch_id:
+            field += _WATCH_ID_TAG + _varint(watch_id)
+        if fragment:
+            field += _FRAGMENT_FIELD
+        return field
 
     def register(self, registry: IMethodRegistry) -> None:
         """Add the Watch method to ``registry``."""
@@ -350,13 +380,13 @@ class WatchStream:
         # than the one the watch was created at.
         header = max(revision, watch.created_revision)
         limit = self.service.max_response_bytes
-        head = self._head(header, watch.id)
+        head = self.service.event_head(header, watch.id)
         if not watch.fragment or len(fields) < 2 or len(head) + sum(map(len, fields)) < limit:
             self.outbox.put(head + b"".join(fields))
             return
         # etcd's sendFragments: fill each fragment while it stays below the limit, at
         # least one event each; all but the last are marked.
-        marked = self._head(header, watch.id, fragment=True)
+        marked = self.service.event_head(header, watch.id, fragment=True)
         index = 0
         while index < len(fields):
             size = len(marked) + len(fields[index])
@@ -392,7 +422,7 @@ class WatchStream:
         types = ALL_EVENTS - {_FILTERED[kind] for kind in request.filters if kind in _FILTERED}
         watch.feed = Feed(
             self.service.hub,
-            self.service.store,
+            self.service.replays,
             key_range,
             request.start_revision or current + 1,
             watch,
