@@ -24,6 +24,7 @@ etcd by ``tests/watch/test_etcd_differential.py``):
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -89,6 +90,12 @@ _HEADER_TAG = _varint(1 << 3 | 2)
 _WATCH_ID_TAG = _varint(2 << 3)
 _FRAGMENT_FIELD = _varint(7 << 3) + b"\x01"
 _EVENTS_TAG = _varint(11 << 3 | 2)
+
+
+@lru_cache(maxsize=4096)
+def _watch_id_field(watch_id: int) -> bytes:
+    """The ``watch_id`` field of a response (the ids a server hands out are few)."""
+    return _WATCH_ID_TAG + _varint(watch_id)
 
 
 class EncodedEvents:
@@ -202,7 +209,7 @@ class WatchService:
             field = _HEADER_TAG + _varint(len(body)) + body
             self._header = (revision, field)
         if watch_id:
-            field += _WATCH_ID_TAG + _varint(watch_id)
+            field += _watch_id_field(watch_id)
         if fragment:
             field += _FRAGMENT_FIELD
         return field
@@ -279,7 +286,7 @@ class WatchStream:
     def __init__(self, service: WatchService, call: IServerCall) -> None:
         self.service = service
         self.call = call
-        self.outbox = Outbox(service.max_queue_bytes)
+        self.outbox = Outbox(call.send, self.fail, service.max_queue_bytes)
         self.watches: dict[int, _Watch] = {}
         self._next_id = 0
         self._known_revision = 0
@@ -291,9 +298,8 @@ class WatchStream:
 
     async def run(self) -> None:
         """Serve the call; returns only by failing, or by cancellation when the call ends."""
-        tasks = [ensureDeferred(self._send_all()), ensureDeferred(self._read_all())]
-        for task in tasks:
-            task.addErrback(self.fail)
+        reading = ensureDeferred(self._read_all())
+        reading.addErrback(self.fail)
         ticker = LoopingCall(self._tick)
         ticker.clock = self.service.clock
         ticker.start(self.service.progress_interval, now=False)
@@ -302,10 +308,10 @@ class WatchStream:
         finally:
             self._closed = True
             ticker.stop()
-            # A task running further up the stack (one whose own callback ended the call)
+            self.outbox.close()
+            # Reading further up the stack (when its own callback ended the call), it
             # cannot be cancelled: it stops when it sees ``_closed``.
-            for task in tasks:
-                task.cancel()
+            reading.cancel()
             for pending in (self._progress_syncing, self._progress_reaching):
                 if pending is not None:
                     pending.addErrback(lambda reason: reason.trap(CancelledError))
@@ -321,10 +327,6 @@ class WatchStream:
         if reason.check(StoreError):
             reason = Failure(to_grpc_error(reason.value))
         self._ended.errback(reason)
-
-    async def _send_all(self) -> None:
-        while not self._closed:
-            await self.call.send(await self.outbox.get())
 
     async def _read_all(self) -> None:
         # A half-close ends this loop, not the call: watches keep running.
