@@ -1,8 +1,9 @@
 """The store's database: URL → dialect, a writer pool and a reader pool, and the policy
 for database failures.
 
-Every call runs one function in one database transaction (``runInteraction``) on a pool
-thread.  Deadlocks and serialization failures are retried after a short pause.  A
+Every write runs one function in one database transaction (``runInteraction``) on a pool
+thread; reads waiting together share one read transaction (``k8s_sql.store.readqueue``).
+Deadlocks and serialization failures are retried after a short pause.  A
 connection found dead before commit is dropped and the transaction run again on another,
 so a database that comes back is used again at once; a failure at commit, or one that
 persists, is reported as ``Unavailable``, naming the database without its password.
@@ -11,15 +12,17 @@ persists, is reported as ``Unavailable``, naming the database without its passwo
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from twisted.enterprise import adbapi
-from twisted.internet import task, threads
+from twisted.internet import defer, task, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from k8s_sql.store.dialects.base import Fault
 from k8s_sql.store.errors import StoreError, Unavailable
 from k8s_sql.store.interfaces import IDialect
+from k8s_sql.store.readqueue import Read, ReadQueue
 from k8s_sql.store.session import Session
 from k8s_sql.store.url import DatabaseURL
 
@@ -71,16 +74,18 @@ class Database:
         self.reactor = reactor
         self._writer = self.dialect.connection_pool(reactor, True, url.integer("writers", WRITERS))
         self._reader = self.dialect.connection_pool(reactor, False, url.integer("readers", READERS))
+        self._reads = ReadQueue(reactor, self._reader.max, lambda group: defer.ensureDeferred(self._read_group(group)))
         self._closed = False
         self._observers: list[TransactionObserver] = []
 
     async def write(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(session, *args)`` in a write transaction."""
-        return await self._run(self._writer, True, function, args)
+        return await self._observed(True, function, args, self._attempts(self._writer, True, function, args))
 
     async def read(self, function: Callable[..., T], *args: Any) -> T:
-        """Run ``function(session, *args)`` in a read-only snapshot transaction."""
-        return await self._run(self._reader, False, function, args)
+        """Run ``function(session, *args)`` in a read-only snapshot transaction, taken after
+        the call; reads waiting at the same time may share it."""
+        return await self._observed(False, function, args, self._reads.read(function, args))
 
     async def maintain(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(connection, *args)`` on a connection of its own, outside any transaction.
@@ -119,14 +124,16 @@ class Database:
         """Close every connection; later calls fail with ``Unavailable``."""
         if not self._closed:
             self._closed = True
+            self._reads.close(Unavailable(f"the connections to database {self.url} are closed"))
             self._writer.close()
             self._reader.close()
 
-    async def _run(self, pool: adbapi.ConnectionPool, writer: bool, function: Callable[..., T], args: tuple) -> T:
+    async def _observed(self, writer: bool, function: Callable[..., T], args: tuple, outcome: Awaitable[T]) -> T:
+        """Await ``outcome``, the transaction running ``function``, and report it to the observers."""
         started = self.reactor.seconds()
         error: BaseException | None = None
         try:
-            return await self._attempts(pool, writer, function, args)
+            return await outcome
         except BaseException as failed:
             error = failed
             raise
@@ -137,6 +144,28 @@ class Database:
                     observer(writer, name, seconds, error)
                 except Exception:
                     self.log.failure("transaction observer {observer!r} failed", observer=observer)
+
+    async def _read_group(self, group: list[Read]) -> list[Any]:
+        """Run reads in one transaction: each one's result, or its ``Failure`` when it failed alone.
+
+        A group failing with ``Unavailable`` (the dialect's verdict on the database) fails
+        every read of it; failing otherwise, each read runs again in a transaction of its
+        own, so that only the one at fault fails.
+        """
+        if len(group) > 1:
+            try:
+                return await self._attempts(self._reader, False, _each, (group,))
+            except Unavailable:
+                raise
+            except Exception:
+                pass  # one read's own failure: running each alone tells which
+        outcomes = []
+        for function, args in group:
+            try:
+                outcomes.append(await self._attempts(self._reader, False, function, args))
+            except Exception:
+                outcomes.append(Failure())
+        return outcomes
 
     async def _attempts(self, pool: adbapi.ConnectionPool, writer: bool, function: Callable[..., T], args: tuple) -> T:
         attempt = reconnects = 0
@@ -180,6 +209,17 @@ class Database:
         return self.dialect.fault(error)
 
 
+def _each(session: Session, group: list[Read]) -> list[Any]:
+    """Run each read of ``group`` in ``session``; a read refused with a ``StoreError`` gets its ``Failure``."""
+    outcomes: list[Any] = []
+    for function, args in group:
+        try:
+            outcomes.append(function(session, *args))
+        except StoreError:
+            outcomes.append(Failure())
+    return outcomes
+
+
 def _name(function: Callable[..., Any], args: tuple) -> str:
     """``module.function``, with the operation it runs when its first argument is one."""
     name = _qualified(function)
@@ -190,4 +230,5 @@ def _name(function: Callable[..., Any], args: tuple) -> str:
 
 def _qualified(function: Any) -> str:
     module = getattr(function, "__module__", None) or ""
-    return f"{module.rpartition('.')[2]}.{getattr(function, '__qualname__', repr(function))}".lstrip(".")
+    qualname = getattr(function, "__qualname__", None) or repr(function)
+    return f"{module.rpartition('.')[2]}.{qualname}".lstrip(".")
