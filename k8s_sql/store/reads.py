@@ -72,8 +72,10 @@ class Reader:
 
     @classmethod
     def snapshot(cls, session: Session) -> Reader:
-        """A reader of the data ``session``'s transaction sees."""
-        revision, compacted = session.one(HEADER)
+        """A reader of the data ``session``'s read-only transaction sees."""
+        if session.snapshot is None:
+            session.snapshot = session.one(HEADER)
+        revision, compacted = session.snapshot
         return cls(session, revision, compacted)
 
     def compacted_error(self) -> Compacted:

@@ -17,6 +17,9 @@ class Session:
     def __init__(self, cursor: Any, dialect: IDialect) -> None:
         self.cursor = cursor
         self.dialect = dialect
+        #: The (revision, compaction) row a read-only transaction sees, once read: the
+        #: reads sharing the transaction share it (``Reader.snapshot``).
+        self.snapshot: tuple | None = None
 
     def run(self, statement: str, *params: Any) -> None:
         """Execute a statement for its effect."""

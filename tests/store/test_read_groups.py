@@ -14,6 +14,7 @@ from k8s_sql.store import open_store
 
 from k8s_sql.store.errors import FutureRevision
 from k8s_sql.store.model import PutRequest, RangeRequest
+from k8s_sql.store.reads import HEADER
 from k8s_sql.store.session import Session
 
 
@@ -103,3 +104,21 @@ def test_a_read_called_after_a_write_answered_sees_it(run: Any, store: Any) -> N
         return [len((await before).kvs), (await after).kvs[0].value]
 
     assert run(write_then_read) in ([0, b"v"], [1, b"v"])
+
+
+def test_ranges_sharing_a_transaction_read_its_revision_once(run: Any, store: Any, monkeypatch: Any) -> None:
+    run(store.put, PutRequest(b"k", b"v"))
+    statements: list[str] = []
+    original = Session.run
+
+    def counted(session: Session, statement: str, *params: Any) -> None:
+        statements.append(statement)
+        original(session, statement, *params)
+
+    monkeypatch.setattr(Session, "run", counted)
+
+    async def ranges() -> list[Any]:
+        return await defer.gatherResults([store.range(RangeRequest(b"k")) for _ in range(5)])
+
+    assert [response.kvs[0].value for response in run(ranges)] == [b"v"] * 5
+    assert statements.count(HEADER) == 1 and len(statements) == 6
