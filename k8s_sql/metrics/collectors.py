@@ -31,6 +31,21 @@ TRANSACTION_BUCKETS = tuple(0.001 * 2**n for n in range(14))
 SAMPLE_TIMEOUT = 5.0
 
 
+class _Children:
+    """A labelled metric's children by label values, each looked up once: ``labels()``
+    takes a lock and checks the values on every call, a cost paid per gRPC call."""
+
+    def __init__(self, metric: Any) -> None:
+        self._labels = metric.labels
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._labels(*values)
+        return child
+
+
 class ServerMetrics:
     """The metrics of one server; each server in a process has its own registry.
 
@@ -82,6 +97,12 @@ class ServerMetrics:
             buckets=TRANSACTION_BUCKETS, registry=registry,
         )
 
+        self._started = _Children(self.calls_started)
+        self._in_flight = _Children(self.calls_in_flight)
+        self._handled = _Children(self.calls_handled)
+        self._handling_seconds = _Children(self.call_seconds)
+        self._transactions = _Children(self.transaction_seconds)
+
         self.database_up = Gauge(
             "k8s_sql_database_up", "1 when the database answered the last scrape's queries, else 0.", registry=registry,
         )
@@ -104,8 +125,8 @@ class ServerMetrics:
 
     def call_started(self, labels: tuple[str, str, str]) -> Callable[[], None]:
         """Count a call as started and in flight; returns what to call when its handler is done."""
-        self.calls_started.labels(*labels).inc()
-        in_flight = self.calls_in_flight.labels(*labels)
+        self._started(*labels).inc()
+        in_flight = self._in_flight(*labels)
         in_flight.inc()
         watch = labels[1:] == ("etcdserverpb.Watch", "Watch")
         if watch:
@@ -120,12 +141,12 @@ class ServerMetrics:
 
     def call_handled(self, labels: tuple[str, str, str], code: StatusCode, seconds: float) -> None:
         """Count a call as completed with ``code`` after ``seconds``."""
-        self.calls_handled.labels(*labels, code.name).inc()
-        self.call_seconds.labels(*labels, code.name).observe(seconds)
+        self._handled(*labels, code.name).inc()
+        self._handling_seconds(*labels, code.name).observe(seconds)
 
     def transaction_ended(self, writer: bool, name: str, seconds: float, error: BaseException | None) -> None:
         """A ``Database`` transaction observer (see ``Database.observe_transactions``)."""
-        self.transaction_seconds.labels("writer" if writer else "reader", "ok" if error is None else "error").observe(seconds)
+        self._transactions("writer" if writer else "reader", "ok" if error is None else "error").observe(seconds)
         if writer and error is None:
             self.commit_seconds.observe(seconds)
 
