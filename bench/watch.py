@@ -28,17 +28,27 @@ watchers on one, the writes through the other): their events arrive by polling e
 MariaDB/PostgreSQL URLs name a server and a database to connect to for administration:
 each run creates a scratch database there and drops it afterwards.  ``--profile DIR``
 runs every k8s-sql server under cProfile and leaves its statistics in DIR.
+
+``--inprocess`` measures instead the server's own work per delivered response, without
+sockets, clients or database, so that the figure does not depend on the machine's load:
+the watch service, hub and follower over an in-memory log, the watches' streams either on
+calls whose ``send`` costs nothing (the watch layer alone) or on the real gRPC stack over
+``StringTransport`` (with a client window so large that flow control never waits).  It
+prints CPU microseconds and Python function calls (from cProfile) per watch and revision.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import multiprocessing
 import os
+import pstats
 import queue
 import resource
+import struct
 import sys
 import tempfile
 import threading
@@ -49,14 +59,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import grpc
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from k8s_sql.proto import rpc_pb2  # noqa: E402
 from tests.processes import ETCD, Etcd, K8sSQL  # noqa: E402
+from tests.watch.doubles import MemoryLog  # noqa: E402
 
 PREFIX = b"/registry/bench-watch/"
 PREFIX_END = b"/registry/bench-watch0"
@@ -340,6 +352,117 @@ def etcd() -> Iterator[Deployment]:
         yield Deployment("etcd", server.endpoint, server.endpoint, [server.process.pid])
 
 
+# -- in-process: the server's own cost per response
+
+
+class NullCall:
+    """A Watch call whose ``send`` costs nothing: the watch layer's share alone."""
+
+    method = WATCH
+    metadata: tuple[tuple[str, str | bytes], ...] = ()
+    peer = None
+    deadline = None
+
+    def __init__(self, requests: list[rpc_pb2.WatchRequest]) -> None:
+        self._requests = requests
+
+    def receive(self) -> Deferred[rpc_pb2.WatchRequest | None]:
+        return succeed(self._requests.pop(0)) if self._requests else Deferred()
+
+    def send(self, message: bytes) -> Deferred[None]:
+        return succeed(None)
+
+    def set_trailing_metadata(self, metadata: object) -> None:
+        pass
+
+
+def serve_in_process(streams: Sequence[int], grpc_stack: bool) -> tuple[MemoryLog, Callable[[], None]]:
+    """Watch streams with ``streams[i]`` prefix watches each, over an in-memory log; the
+    log, and what discards the bytes sent so far."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.settings import SettingCodes
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from k8s_sql.etcd.header import Identity
+    from k8s_sql.etcd.watch import WatchService
+    from k8s_sql.grpc.protocol import GRPCServerFactory
+    from k8s_sql.grpc.registry import MethodRegistry
+    from k8s_sql.watch.follower import Follower
+    from k8s_sql.watch.hub import WatchHub
+
+    clock = Clock()
+    log = MemoryLog()
+    hub = WatchHub()
+    follower = Follower(log, hub, clock, poll_interval=None)
+    follower.startService()
+    service = WatchService(hub, log, follower, Identity(1, 2), clock)
+    create = rpc_pb2.WatchRequest(
+        create_request=rpc_pb2.WatchCreateRequest(key=PREFIX, range_end=PREFIX_END, prev_kv=True, progress_notify=True)
+    )
+    transports: list[StringTransport] = []
+    if not grpc_stack:
+        for count in streams:
+            ensureDeferred(service.watch(NullCall([create] * count)))
+    else:
+        registry = MethodRegistry()
+        service.register(registry)
+        factory = GRPCServerFactory(registry, clock)
+        payload = create.SerializeToString()
+        framed = struct.pack(">BI", 0, len(payload)) + payload
+        for count in streams:
+            protocol = factory.buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+            client.initiate_connection()
+            client.receive_data(transport.value())
+            client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+            client.increment_flow_control_window(2**31 - 1 - 65535)
+            stream_id = client.get_next_available_stream_id()
+            headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", WATCH.encode()),
+                       (b":authority", b"127.0.0.1"), (b"te", b"trailers"), (b"content-type", b"application/grpc")]
+            client.send_headers(stream_id, headers)
+            client.send_data(stream_id, framed * count)
+            protocol.dataReceived(client.data_to_send())
+            transports.append(transport)
+    assert len(hub) == sum(streams), "every watch is created at once"
+
+    def discard() -> None:
+        for transport in transports:
+            transport.clear()
+
+    return log, discard
+
+
+def in_process(watchers: int, connections: int, writes: int, value_size: int, grpc_stack: bool) -> tuple[float, float]:
+    """CPU microseconds and Python function calls per (watch, revision) delivered."""
+    count = min(watchers, connections)
+    streams = [watchers // count + (index < watchers % count) for index in range(count)]
+    value = b"v" * value_size
+
+    def run(profile: cProfile.Profile | None) -> float:
+        log, discard = serve_in_process(streams, grpc_stack)
+        discard()
+        if profile is not None:
+            profile.enable()
+        began = time.process_time()
+        for index in range(writes):
+            log.write((key(index), value))
+            discard()
+        elapsed = time.process_time() - began
+        if profile is not None:
+            profile.disable()
+        return elapsed
+
+    best = min(run(None) for _ in range(3))
+    profile = cProfile.Profile()
+    run(profile)
+    responses = watchers * writes
+    return best / responses * 1e6, pstats.Stats(profile).total_calls / responses
+
+
 # -- measuring
 
 
@@ -470,7 +593,7 @@ def table(results: Sequence[Result]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", action="append", help="sqlite, or a mysql:// or postgres:// URL (repeatable)")
-    parser.add_argument("--watchers", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--watchers", type=int, nargs="*", default=[1, 100, 1000], help="watcher counts (none: only --cross-watchers)")
     parser.add_argument("--connections", type=int, default=4, help="watch connections at most")
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0, help="writes per second of the rate phase")
@@ -484,7 +607,17 @@ def main() -> None:
     parser.add_argument("--no-etcd", action="store_true", help="do not measure a real etcd")
     parser.add_argument("--profile", help="run k8s-sql under cProfile, statistics in this directory")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    parser.add_argument("--inprocess", action="store_true", help="the server's own cost per response (see above)")
     args = parser.parse_args()
+    if args.inprocess:
+        print("| watchers | conns | layers | CPU µs per watch and revision | Python calls per watch and revision |\n"
+              "|---|---|---|---|---|")
+        for watchers in args.watchers:
+            for grpc_stack in (False, True):
+                cpu, calls = in_process(watchers, args.connections, args.writes, args.value_size, grpc_stack)
+                layers = "watch + gRPC" if grpc_stack else "watch"
+                print(f"| {watchers} | {min(watchers, args.connections)} | {layers} | {cpu:.1f} | {calls:.1f} |", flush=True)
+        return
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     results: list[Result] = []
