@@ -47,7 +47,6 @@ import multiprocessing
 import os
 import pstats
 import queue
-import resource
 import struct
 import sys
 import tempfile
@@ -66,6 +65,16 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.support import (  # noqa: E402
+    DATABASE_COMMANDS,
+    backend_name,
+    cpu_seconds,
+    machine_busy_seconds,
+    own_cpu_seconds,
+    pids_of,
+    quantile,
+    scratch_database,
+)
 from k8s_sql.proto import rpc_pb2  # noqa: E402
 from tests.processes import ETCD, Etcd, K8sSQL  # noqa: E402
 from tests.watch.doubles import MemoryLog  # noqa: E402
@@ -83,18 +92,6 @@ CHANNEL_OPTIONS = [
 def now() -> float:
     """CLOCK_MONOTONIC: one clock for every process of the machine."""
     return time.clock_gettime(time.CLOCK_MONOTONIC)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time used so far by process ``pid`` (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """User plus system CPU time of this process so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # -- the watching side: one process per connection
@@ -305,33 +302,18 @@ class Deployment:
     watch_endpoint: str
     write_endpoint: str
     pids: list[int]
+    database_pids: list[int]
 
-    def cpu(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids)
-
-
-@contextmanager
-def scratch_database(backend: str, scratch: str) -> Iterator[str]:
-    """The URL of an empty database, dropped afterwards: a file for ``sqlite``, else a new
-    database on the server ``backend`` names."""
-    if backend == "sqlite":
-        yield f"sqlite:///{scratch}/bench-{uuid.uuid4().hex[:8]}.db"
-        return
-    from tests.conftest import DatabaseServer
-
-    server = DatabaseServer(backend.split(":", 1)[0].replace("postgresql", "postgres"), backend)
-    name = server.create()
-    try:
-        yield server.database_url(name)
-    finally:
-        server.drop(name)
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds used so far by the servers, and by the database server."""
+        return sum(map(cpu_seconds, self.pids)), sum(map(cpu_seconds, self.database_pids))
 
 
 @contextmanager
 def k8s_sql(backend: str, servers: int, args: argparse.Namespace, scratch: str) -> Iterator[Deployment]:
     """``servers`` k8s-sql processes on one scratch database: watched through the first,
     written through the last."""
-    label = backend.split(":", 1)[0].replace("postgresql", "postgres")
+    label = backend_name(backend)
     name = label if servers == 1 else f"{label} ×{servers}"
     with scratch_database(backend, scratch) as url, ExitStack() as stack:
         processes = []
@@ -342,14 +324,20 @@ def k8s_sql(backend: str, servers: int, args: argparse.Namespace, scratch: str) 
                 options = ("-m", "cProfile", "-o", str(path))
             server = K8sSQL(url, "--poll-interval", args.poll_interval, python_options=options)
             processes.append(stack.enter_context(server))
-        yield Deployment(name, processes[0].endpoint, processes[-1].endpoint, [p.process.pid for p in processes])
+        yield Deployment(
+            name,
+            processes[0].endpoint,
+            processes[-1].endpoint,
+            [p.process.pid for p in processes],
+            pids_of(DATABASE_COMMANDS.get(label, ())),
+        )
 
 
 @contextmanager
 def etcd() -> Iterator[Deployment]:
     """A real etcd 3.5 on this machine."""
     with Etcd("--quota-backend-bytes", str(8 * 1024**3)) as server:
-        yield Deployment("etcd", server.endpoint, server.endpoint, [server.process.pid])
+        yield Deployment("etcd", server.endpoint, server.endpoint, [server.process.pid], [])
 
 
 # -- in-process: the server's own cost per response
@@ -485,7 +473,10 @@ class Result:
     ack_p50_ms: float
     ack_p99_ms: float
     server_cpu_s: float
+    database_cpu_s: float
     client_cpu_s: float
+    #: CPU seconds of the machine's other processes meanwhile (other work, not this benchmark).
+    other_cpu_s: float
 
     @property
     def writes_per_second(self) -> float:
@@ -504,20 +495,27 @@ class Result:
     def server_us_per_event(self) -> float:
         return self.server_cpu_s / max(self.delivered, 1) * 1e6
 
+    @property
+    def database_us_per_event(self) -> float:
+        return self.database_cpu_s / max(self.delivered, 1) * 1e6
 
-def quantile(ordered: Sequence[float], q: float) -> float:
-    """The ``q`` quantile of sorted values (nearest rank), in milliseconds."""
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+    @property
+    def other_cpu_share(self) -> float:
+        """Other processes' CPU time over the phase's duration (1.0: one core)."""
+        return self.other_cpu_s / self.seconds if self.seconds > 0 else 0.0
 
 
 def phase(deployment: Deployment, watchers: Watchers, mode: str, args: argparse.Namespace, value: bytes) -> Result:
     """Write ``--writes`` values in ``mode`` and measure their delivery to every watch."""
     rate = args.rate if mode == "rate" else None
     watchers.arm(args.writes)
-    cpu = deployment.cpu()
+    (server_cpu, database_cpu), writer_cpu, busy = deployment.cpu(), own_cpu_seconds(), machine_busy_seconds()
     records = asyncio.run(write(deployment.write_endpoint, args.writes, value, rate, args.concurrency))
     times, revisions, client_cpu = watchers.collect(args.stall)
-    cpu = deployment.cpu() - cpu
+    server_after, database_after = deployment.cpu()
+    server_cpu, database_cpu = server_after - server_cpu, database_after - database_cpu
+    writer_cpu = own_cpu_seconds() - writer_cpu
+    busy = machine_busy_seconds() - busy
     written = {revision: (sent, acked) for sent, acked, revision in records}
     first_sent = min(sent for sent, _, _ in records)
     from_sent, from_ack = [], []
@@ -544,8 +542,10 @@ def phase(deployment: Deployment, watchers: Watchers, mode: str, args: argparse.
         max_ms=from_sent[-1] * 1000 if from_sent else float("nan"),
         ack_p50_ms=quantile(from_ack, 0.50),
         ack_p99_ms=quantile(from_ack, 0.99),
-        server_cpu_s=cpu,
+        server_cpu_s=server_cpu,
+        database_cpu_s=database_cpu,
         client_cpu_s=client_cpu,
+        other_cpu_s=max(0.0, busy - server_cpu - database_cpu - client_cpu - writer_cpu),
     )
 
 
@@ -568,24 +568,25 @@ def measure(deployment: Deployment, counts: Sequence[int], args: argparse.Namesp
 def line(r: Result) -> str:
     return (
         f"{r.server:>12} {r.watchers:5d} watchers/{r.connections} conns {r.mode:>6}: "
-        f"{r.writes_per_second:7.0f} writes/s {r.events_per_second:8.0f} events/s  "
-        f"p50 {r.p50_ms:8.1f} ms  p99 {r.p99_ms:8.1f} ms  (after ack: p50 {r.ack_p50_ms:8.1f} p99 {r.ack_p99_ms:8.1f})  "
-        f"server {r.server_us_per_event:6.0f} us/event  client CPU {r.client_cpu_share:4.0%}  "
-        f"{r.delivered}/{r.expected} events"
+        f"{r.writes_per_second:5.0f} writes/s {r.events_per_second:6.0f} events/s  "
+        f"p50 {r.p50_ms:7.1f} p99 {r.p99_ms:7.1f} ms (after ack {r.ack_p50_ms:7.1f} {r.ack_p99_ms:7.1f})  "
+        f"µs/event: server {r.server_us_per_event:4.0f} db {r.database_us_per_event:3.0f}  "
+        f"CPU: client {r.client_cpu_share:4.0%} others {r.other_cpu_share:4.0%}  {r.delivered}/{r.expected} events"
     )
 
 
 def table(results: Sequence[Result]) -> str:
     rows = [
         "| server | watchers | conns | writes | writes/s | events/s | p50 ms | p99 ms | p50 after ack | p99 after ack "
-        "| server CPU µs/event | delivered |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server CPU µs/event | database CPU µs/event | client CPU | others' CPU | delivered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rows.append(
             f"| {r.server} | {r.watchers} | {r.connections} | {r.writes} {r.mode} | {r.writes_per_second:.0f} "
             f"| {r.events_per_second:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.ack_p50_ms:.1f} | {r.ack_p99_ms:.1f} "
-            f"| {r.server_us_per_event:.0f} | {r.delivered}/{r.expected} |"
+            f"| {r.server_us_per_event:.0f} | {r.database_us_per_event:.0f} | {r.client_cpu_share:.0%} "
+            f"| {r.other_cpu_share:.0%} | {r.delivered}/{r.expected} |"
         )
     return "\n".join(rows)
 
