@@ -18,8 +18,9 @@ kube-apiserver asks).  Then, through one more connection, Put ``--writes`` value
 Every watch receives every write.  An event's delivery latency is the time from just
 before its write was sent (and, second figure, from the write's acknowledgement) to its
 receipt by the watcher's process; events per second are the events received by all
-watchers over the time from the first write sent to the last event received.  Server CPU
-is read from /proc for the server processes.
+watchers over the time from the first write sent to the last event received.  CPU time
+is read from /proc: the servers' and the database server's per event delivered, the client
+processes' and, to show how busy the machine was with other work, everybody else's.
 
 Then, for each k8s-sql backend, two servers share one database (``--cross-watchers``
 watchers on one, the writes through the other): their events arrive by polling every
@@ -247,6 +248,7 @@ class Watchers:
 
 
 def key(index: int) -> bytes:
+    """The key of the ``index``-th write: 1,000 keys under the watched prefix."""
     return PREFIX + b"ns-%02d/object-%05d" % (index % 10, index % 1000)
 
 
@@ -355,13 +357,15 @@ class NullCall:
         self._requests = requests
 
     def receive(self) -> Deferred[rpc_pb2.WatchRequest | None]:
+        """The create requests, then nothing: the client neither cancels nor half-closes."""
         return succeed(self._requests.pop(0)) if self._requests else Deferred()
 
     def send(self, message: bytes) -> Deferred[None]:
+        """Take ``message`` at once."""
         return succeed(None)
 
     def set_trailing_metadata(self, metadata: object) -> None:
-        pass
+        """Trailers are never sent: the call does not end."""
 
 
 def serve_in_process(streams: Sequence[int], grpc_stack: bool) -> tuple[MemoryLog, Callable[[], None]]:
@@ -480,10 +484,12 @@ class Result:
 
     @property
     def writes_per_second(self) -> float:
+        """Writes acknowledged per second."""
         return self.writes / self.write_seconds
 
     @property
     def events_per_second(self) -> float:
+        """Events received by all watchers per second."""
         return self.delivered / self.seconds if self.seconds > 0 else 0.0
 
     @property
@@ -493,10 +499,12 @@ class Result:
 
     @property
     def server_us_per_event(self) -> float:
+        """CPU microseconds of the servers (k8s-sql or etcd) per event delivered."""
         return self.server_cpu_s / max(self.delivered, 1) * 1e6
 
     @property
     def database_us_per_event(self) -> float:
+        """CPU microseconds of the database server per event delivered."""
         return self.database_cpu_s / max(self.delivered, 1) * 1e6
 
     @property
@@ -566,6 +574,7 @@ def measure(deployment: Deployment, counts: Sequence[int], args: argparse.Namesp
 
 
 def line(r: Result) -> str:
+    """One phase's figures on one line, as they come."""
     return (
         f"{r.server:>12} {r.watchers:5d} watchers/{r.connections} conns {r.mode:>6}: "
         f"{r.writes_per_second:5.0f} writes/s {r.events_per_second:6.0f} events/s  "
@@ -576,6 +585,7 @@ def line(r: Result) -> str:
 
 
 def table(results: Sequence[Result]) -> str:
+    """Every phase's figures as a Markdown table."""
     rows = [
         "| server | watchers | conns | writes | writes/s | events/s | p50 ms | p99 ms | p50 after ack | p99 after ack "
         "| server CPU µs/event | database CPU µs/event | client CPU | others' CPU | delivered |",
