@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from k8s_sql.etcd import convert
+from k8s_sql.etcd import convert, encode
 from k8s_sql.etcd.errors import REQUEST_TOO_LARGE
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.rpc import register_unary, store_call
@@ -51,10 +51,11 @@ class KVService:
         if request.ByteSize() > self.max_request_bytes:
             raise REQUEST_TOO_LARGE.exception()
 
-    async def range(self, request: rpc_pb2.RangeRequest, call: IServerCall) -> rpc_pb2.RangeResponse:
-        """Read keys, at the current or a past revision."""
+    async def range(self, request: rpc_pb2.RangeRequest, call: IServerCall) -> bytes:
+        """Read keys, at the current or a past revision; answers with the encoded
+        RangeResponse (``k8s_sql.etcd.encode``), written without building a message per key."""
         result = await store_call(self.store.range(convert.range_request(request)))
-        return convert.range_response(result, self.identity)
+        return encode.range_response(result, self.identity)
 
     async def put(self, request: rpc_pb2.PutRequest, call: IServerCall) -> rpc_pb2.PutResponse:
         """Write one key."""

@@ -13,9 +13,9 @@ from k8s_sql.store.errors import StoreError
 T = TypeVar("T")
 
 
-def serialize(message: Message) -> bytes:
-    """The wire form of a response message."""
-    return message.SerializeToString()
+def serialize(message: Message | bytes) -> bytes:
+    """The wire form of a response: a message, or the bytes a handler encoded itself."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
 
 
 def register_unary(
