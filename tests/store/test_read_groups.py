@@ -11,7 +11,6 @@ import pytest
 from twisted.internet import defer
 
 from k8s_sql.store import open_store
-
 from k8s_sql.store.errors import FutureRevision
 from k8s_sql.store.model import PutRequest, RangeRequest
 from k8s_sql.store.reads import HEADER
