@@ -201,11 +201,13 @@ class IDialect(Interface):
     def connection_pool(reactor, writer, size):
         """A started-on-run ``adbapi.ConnectionPool`` of ``size`` connections for writing or reading."""
 
-    def begin(cursor, writer):
-        """Open the transaction ``cursor`` will run in, before its first statement.
+    def transaction(cursor, writer):
+        """A context manager around the statements of one transaction on ``cursor``.
 
-        A writer's transaction reads the latest committed data after taking the revision
-        counter's lock; a reader's sees one consistent snapshot.
+        On entering, it opens the transaction before its first statement: a writer's reads
+        the latest committed data after taking the revision counter's lock; a reader's sees
+        one consistent snapshot.  On leaving, every statement has been run (the pool then
+        commits, or rolls back if the block raised).
         """
 
     def schema_lock(cursor):

@@ -196,8 +196,8 @@ class Database:
     def _transaction(self, cursor: Any, writer: bool, function: Callable[..., T], args: tuple) -> T:
         """One pool-thread transaction; driver errors are marked as raised before commit."""
         try:
-            self.dialect.begin(cursor, writer)
-            return function(Session(cursor, self.dialect), *args)
+            with self.dialect.transaction(cursor, writer):
+                return function(Session(cursor, self.dialect), *args)
         except StoreError:
             raise
         except Exception as error:

@@ -91,8 +91,10 @@ class Dialect:
         args, kwargs = self.connect_arguments()
         return importlib.import_module(self.driver).connect(*args, **kwargs)
 
-    def begin(self, cursor: Any, writer: bool) -> None:
-        """Nothing to do: the driver opens a transaction at the first statement."""
+    @contextlib.contextmanager
+    def transaction(self, cursor: Any, writer: bool) -> Iterator[None]:
+        """Nothing to open: the driver opens a transaction at the first statement."""
+        yield
 
     @contextlib.contextmanager
     def schema_lock(self, cursor: Any) -> Iterator[None]:

@@ -7,8 +7,9 @@ blocking the writer.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from typing import Any
+from typing import Any, Iterator
 
 from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
 from k8s_sql.store.model import DatabaseSize
@@ -51,9 +52,11 @@ class Dialect(BaseDialect):
         if not writer:
             connection.execute("PRAGMA query_only = ON")
 
-    def begin(self, cursor: Any, writer: bool) -> None:
+    @contextlib.contextmanager
+    def transaction(self, cursor: Any, writer: bool) -> Iterator[None]:
         """A writer takes the database's write lock at once; a reader opens a snapshot."""
         cursor.execute("BEGIN IMMEDIATE" if writer else "BEGIN")
+        yield
 
     def database_size(self, session: Session) -> DatabaseSize:
         """The database file's pages, and those not on its free list."""
