@@ -1,4 +1,4 @@
-"""PostgreSQL transactions in pipeline mode: fewer round trips, the same outcomes."""
+"""PostgreSQL write transactions in pipeline mode: fewer round trips, the same outcomes."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from k8s_sql.store.session import Session
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 
-def test_transactions_run_in_pipeline_mode(run: Any, store: Any) -> None:
+def test_write_transactions_run_in_pipeline_mode(run: Any, store: Any) -> None:
     def status(session: Session) -> PipelineStatus:
         return session.cursor.connection.pgconn.pipeline_status
 
     assert run(store.database.write, status) == PipelineStatus.ON
-    assert run(store.database.read, status) == PipelineStatus.ON
+    assert run(store.database.read, status) == PipelineStatus.OFF
 
 
 def test_a_statement_failing_unread_fails_its_transaction(run: Any, store: Any) -> None:

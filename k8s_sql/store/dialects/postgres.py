@@ -77,11 +77,16 @@ class Dialect(BaseDialect):
 
     @contextlib.contextmanager
     def transaction(self, cursor: Any, writer: bool) -> Iterator[None]:
-        """Pipeline mode: a statement whose result nothing reads (BEGIN, an INSERT, an UPDATE,
-        NOTIFY) is sent without waiting for its answer, which comes back with the next
-        query's; a write of one key then takes one round trip to the server instead of three.
-        A statement's error is raised by the next one read, or on leaving.
+        """Writers run in pipeline mode: a statement whose result nothing reads (BEGIN, an
+        INSERT, an UPDATE, NOTIFY) is sent without waiting for its answer, which comes back
+        with the next query's, so a write of one key takes one round trip to the server
+        instead of three.  A statement's error is raised by the next one read, or on
+        leaving.  Readers wait for every answer anyway: there, psycopg's pipeline
+        bookkeeping would only add CPU time.
         """
+        if not writer:
+            yield
+            return
         with cursor.connection.pipeline():
             yield
 
