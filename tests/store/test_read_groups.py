@@ -120,4 +120,6 @@ def test_ranges_sharing_a_transaction_read_its_revision_once(run: Any, store: An
         return await defer.gatherResults([store.range(RangeRequest(b"k")) for _ in range(5)])
 
     assert [response.kvs[0].value for response in run(ranges)] == [b"v"] * 5
-    assert statements.count(HEADER) == 1 and len(statements) == 6
+    # The store's background compaction may run its own statements meanwhile: count reads only.
+    reads = [statement for statement in statements if statement == HEADER or "FROM k8s_kv" in statement]
+    assert reads.count(HEADER) == 1 and len(reads) == 6
