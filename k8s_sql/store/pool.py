@@ -197,7 +197,10 @@ class Database:
         """One pool-thread transaction; driver errors are marked as raised before commit."""
         try:
             with self.dialect.transaction(cursor, writer):
-                return function(Session(cursor, self.dialect), *args)
+                session = Session(cursor, self.dialect)
+                result = function(session, *args)
+                session.flush()
+                return result
         except StoreError:
             raise
         except Exception as error:

@@ -151,7 +151,8 @@ class Executor:
         for sub, row in enumerate(rows, self.changes):
             kv, kv_sub = current_row(row)
             tombstones.append((revision, sub, kv.key, 0, 0, 0, b"", 1, *self._before_change(kv.key, kv, kv_sub)))
-        self.session.run_many(INSERT_LOG, tombstones)
+        for tombstone in tombstones:
+            self.session.defer(INSERT_LOG, *tombstone)
         self.session.run(statement, *params)
         self._changed(len(rows))
 
@@ -178,7 +179,7 @@ class Executor:
         before = self._before_change(request.key, prev, prev_sub)
         create = prev.create_revision if prev else revision
         version = prev.version + 1 if prev else 1
-        self.session.run(INSERT_LOG, revision, sub, request.key, create, version, lease, value, 0, *before)
+        self.session.defer(INSERT_LOG, revision, sub, request.key, create, version, lease, value, 0, *before)
         if prev:
             self.session.run(_UPDATE_KV, revision, sub, version, lease, value, request.key)
         else:
