@@ -38,6 +38,7 @@ from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.rpc import store_call
 from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
 from k8s_sql.proto import rpc_pb2
+from k8s_sql.proto.wire import varint
 from k8s_sql.store.errors import StoreError
 from k8s_sql.store.interfaces import IChangeLog
 from k8s_sql.store.model import Event, EventType
@@ -73,29 +74,18 @@ _FILTERED = {
 }
 
 
-def _varint(value: int) -> bytes:
-    """``value`` as a protobuf varint; negative ones as int64 two's complement (ten bytes)."""
-    value &= 0xFFFF_FFFF_FFFF_FFFF
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 #: The tags of ``WatchResponse`` fields: ``header`` (1) and ``events`` (11), length-delimited;
 #: ``watch_id`` (2) and ``fragment`` (7), varints.
-_HEADER_TAG = _varint(1 << 3 | 2)
-_WATCH_ID_TAG = _varint(2 << 3)
-_FRAGMENT_FIELD = _varint(7 << 3) + b"\x01"
-_EVENTS_TAG = _varint(11 << 3 | 2)
+_HEADER_TAG = varint(1 << 3 | 2)
+_WATCH_ID_TAG = varint(2 << 3)
+_FRAGMENT_FIELD = varint(7 << 3) + b"\x01"
+_EVENTS_TAG = varint(11 << 3 | 2)
 
 
 @lru_cache(maxsize=4096)
 def _watch_id_field(watch_id: int) -> bytes:
     """The ``watch_id`` field of a response (the ids a server hands out are few)."""
-    return _WATCH_ID_TAG + _varint(watch_id)
+    return _WATCH_ID_TAG + varint(watch_id)
 
 
 class EncodedEvents:
@@ -127,7 +117,7 @@ class EncodedEvents:
         if not prev_kv:
             message.ClearField("prev_kv")
         body = message.SerializeToString()
-        encoded = _EVENTS_TAG + _varint(len(body)) + body
+        encoded = _EVENTS_TAG + varint(len(body)) + body
         if len(encoded) <= self.max_bytes // 8:
             self._kept[key] = (event, encoded)
             self._size += len(encoded)
@@ -206,7 +196,7 @@ class WatchService:
         cached, field = self._header
         if revision != cached:
             body = self.identity.header(revision).SerializeToString()
-            field = _HEADER_TAG + _varint(len(body)) + body
+            field = _HEADER_TAG + varint(len(body)) + body
             self._header = (revision, field)
         if watch_id:
             field += _watch_id_field(watch_id)

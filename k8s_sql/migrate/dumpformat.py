@@ -15,6 +15,7 @@ import zlib
 from k8s_sql.etcd.convert import kv_message
 from k8s_sql.migrate.snapshot import SnapshotHeader
 from k8s_sql.proto import dump_pb2, kv_pb2
+from k8s_sql.proto.wire import varint
 from k8s_sql.store.model import KeyValue, LeaseTimeToLive
 
 MAGIC = b"k8s-sql-dump\n"
@@ -30,20 +31,10 @@ class DumpError(Exception):
     """A file that is not a complete, intact dump this version can read."""
 
 
-def encode_varint(value: int) -> bytes:
-    """``value`` (non-negative) as a protobuf base-128 varint."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def frame(record: dump_pb2.Record) -> bytes:
     """One record as it is written: length prefix, then the message."""
     payload = record.SerializeToString()
-    return encode_varint(len(payload)) + payload
+    return varint(len(payload)) + payload
 
 
 def header_record(header: SnapshotHeader, producer: str) -> dump_pb2.Record:

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import crc32c
 
+from k8s_sql.proto import wire
 from k8s_sql.store.errors import FutureRevision
 from k8s_sql.store.keys import ALL_FOLLOWING, KeyRange
 from k8s_sql.store.model import KVHash
@@ -87,33 +88,5 @@ def encode(revision: int, sub: int, key: bytes, create: int, version: int, lease
     """One log row as etcd stores it in bbolt: bucket key, then marshalled ``KeyValue``."""
     bucket_key = struct.pack(">Q", revision) + b"_" + struct.pack(">Q", sub)
     if deleted:
-        return bucket_key + b"t" + _bytes_field(1, key)
-    return (
-        bucket_key
-        + _bytes_field(1, key)
-        + _int_field(2, create)
-        + _int_field(3, revision)
-        + _int_field(4, version)
-        + _bytes_field(5, bytes(value))
-        + _int_field(6, lease)
-    )
-
-
-def _varint(number: int) -> bytes:
-    number &= (1 << 64) - 1
-    out = bytearray()
-    while number >= 0x80:
-        out.append(number & 0x7F | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def _int_field(field: int, number: int) -> bytes:
-    """A proto3 ``int64`` field; zero is left out, as proto3 marshals it."""
-    return _varint(field << 3) + _varint(number) if number else b""
-
-
-def _bytes_field(field: int, data: bytes) -> bytes:
-    """A proto3 ``bytes`` field; empty is left out, as proto3 marshals it."""
-    return _varint(field << 3 | 2) + _varint(len(data)) + bytes(data) if data else b""
+        return bucket_key + b"t" + wire.bytes_field(b"\x0a", key)
+    return bucket_key + wire.key_value(key, create, revision, version, bytes(value), lease)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from k8s_sql.etcd import convert, encode
 from k8s_sql.etcd.header import Identity
-from k8s_sql.proto import rpc_pb2
+from k8s_sql.proto import rpc_pb2, wire
 from k8s_sql.store.model import KeyValue, RangeResponse
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -33,7 +33,7 @@ identities = st.builds(Identity, cluster_id=UINT64, member_id=UINT64, raft_term=
 
 @given(st.one_of(st.integers(0, 2**64 - 1), INT64))
 def test_varints_are_protobufs(value: int) -> None:
-    assert encode.varint(value) == _VarintBytes(value % 2**64)
+    assert wire.varint(value) == _VarintBytes(value % 2**64)
 
 
 @given(responses, identities)

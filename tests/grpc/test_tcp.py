@@ -36,7 +36,7 @@ def test_nagle_is_off_on_server_connections(run: Callable[..., Any], reactor: An
     endpoint = server_endpoint(reactor, "tcp:0:interface=127.0.0.1", **files)
     port = run(endpoint.listen, factory)
     try:
-        with socket.create_connection(("127.0.0.1", port.getHost().port)) as client:
+        with socket.create_connection(("127.0.0.1", port.getHost().port)):
             protocol = _connected(run, reactor, factory)
             # Under TLS, the protocol's transport is the TLS layer over the TCP one.
             tcp = protocol.transport.transport if tls else protocol.transport

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from k8s_sql.migrate.dumpfile import DumpReader, DumpWriter
-from k8s_sql.migrate.dumpformat import MAGIC, DumpError, RecordReader, encode_varint, frame, header_record, kv_record
+from k8s_sql.migrate.dumpformat import MAGIC, DumpError, RecordReader, frame, header_record, kv_record
 from k8s_sql.migrate.snapshot import Batch, SnapshotHeader
+from k8s_sql.proto.wire import varint
 from k8s_sql.proto import dump_pb2
 from k8s_sql.store.model import KeyValue, LeaseTimeToLive
 from tests.migrate.support import Run, call
@@ -119,7 +120,7 @@ def damaged(path: Path, change: Any) -> None:
         (lambda data: data + b"\x00", "after its trailer"),
         (lambda data: b"not a dump at all", "not a k8s-sql dump"),
         (lambda data: b"", "not a k8s-sql dump"),
-        (lambda data: MAGIC + encode_varint(2**40), "damaged"),
+        (lambda data: MAGIC + varint(2**40), "damaged"),
     ],
     ids=["trailer cut", "half", "flipped bytes", "trailing bytes", "no magic", "empty", "huge length"],
 )
