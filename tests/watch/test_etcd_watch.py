@@ -72,6 +72,19 @@ def revisions(responses: list[rpc_pb2.WatchResponse]) -> list[int]:
     return [event.kv.mod_revision for response in responses for event in response.events]
 
 
+def queued_sizes(outbox: Any) -> list[int]:
+    """The list of ``outbox``'s sizes after each message put in it from now on."""
+    sizes: list[int] = []
+    put = outbox.put
+
+    def recording_put(message: bytes) -> None:
+        put(message)
+        sizes.append(outbox.size)
+
+    outbox.put = recording_put
+    return sizes
+
+
 @implementer(IMethodRegistry)
 class Registry:
     def __init__(self) -> None:
@@ -645,15 +658,7 @@ def test_the_queue_stays_bounded_while_the_client_does_not_read() -> None:
     call.create(b"k", range_end=b"l")
     call.take()
     call.stop_reading()
-    outbox = server.streams[call].outbox
-    sizes: list[int] = []
-    put = outbox.put
-
-    def recording_put(message: bytes) -> None:
-        put(message)
-        sizes.append(outbox.size)
-
-    outbox.put = recording_put  # type: ignore[method-assign]
+    sizes = queued_sizes(server.streams[call].outbox)
     for number in range(500):
         server.log.write((b"k%03d" % number, b"v" * 200))
     response_size = 300
@@ -763,15 +768,7 @@ def test_watches_of_a_slow_stream_catch_up_with_shared_reads_and_a_bounded_queue
         call.create(b"k", range_end=b"l")
     call.take()
     call.stop_reading()
-    outbox = server.streams[call].outbox
-    sizes: list[int] = []
-    put = outbox.put
-
-    def recording_put(message: bytes) -> None:
-        put(message)
-        sizes.append(outbox.size)
-
-    outbox.put = recording_put  # type: ignore[method-assign]
+    sizes = queued_sizes(server.streams[call].outbox)
     written = []
     for number in range(300):
         written.append(server.log.write((b"k%02d" % (number % 20), b"v" * 100)))
