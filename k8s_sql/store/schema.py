@@ -35,7 +35,7 @@ _INDEXES = {
 
 #: Where tables are stored in their primary key (SQLite WITHOUT ROWID, InnoDB), counting a
 #: range of keys would read every value in it: a narrow index of the keys alone serves counts.
-_KEY_INDEX = ("k8s_kv_key", "k")
+KEY_INDEX = "k8s_kv_key"
 
 
 def statements(
@@ -63,7 +63,7 @@ def statements(
     }
     ddl = []
     for table in TABLES:
-        indexes = _INDEXES.get(table, []) + ([_KEY_INDEX] if clustered and table == "k8s_kv" else [])
+        indexes = _INDEXES.get(table, []) + ([(KEY_INDEX, "k")] if clustered and table == "k8s_kv" else [])
         inline = "".join(f", INDEX {name} ({cols})" for name, cols in indexes) if inline_indexes else ""
         ddl.append(f"CREATE TABLE IF NOT EXISTS {table} ({columns[table]}{inline}){table_options}")
         if not inline_indexes:

@@ -43,6 +43,8 @@ class Dialect:
     placeholder = "%s"
     #: URL options passed on to the driver's ``connect()``.
     known_options: frozenset[str] = frozenset()
+    #: Fragments of the store's statements rewritten for this database's planner (index hints).
+    planner_hints: dict[str, str] = {}
 
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
@@ -51,11 +53,15 @@ class Dialect:
         self._statements: dict[str, str] = {}
 
     def sql(self, statement: str) -> str:
-        """``statement`` with its ``?`` placeholders in the driver's parameter style."""
+        """``statement`` with its ``?`` placeholders in the driver's parameter style and
+        ``planner_hints`` applied."""
         try:
             return self._statements[statement]
         except KeyError:
-            converted = self._statements[statement] = statement.replace("?", self.placeholder)
+            converted = statement.replace("?", self.placeholder)
+            for fragment, hinted in self.planner_hints.items():
+                converted = converted.replace(fragment, hinted)
+            self._statements[statement] = converted
             return converted
 
     def schema(self) -> list[str]:

@@ -18,7 +18,7 @@ from pymysql.constants import ER
 from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
 from k8s_sql.store.errors import Unavailable
 from k8s_sql.store.model import DatabaseSize
-from k8s_sql.store.schema import TABLES
+from k8s_sql.store.schema import KEY_INDEX, TABLES
 from k8s_sql.store.session import Session
 
 #: InnoDB index keys hold 3072 bytes; the log's (k, revision) index takes 8 for the revision.
@@ -46,6 +46,9 @@ class Dialect(BaseDialect):
     inline_indexes = True
     clustered = True
     known_options = frozenset({"ssl_ca", "ssl_cert", "ssl_key", "unix_socket", "read_timeout", "write_timeout"})
+    #: InnoDB's planner counts a range of keys in the primary key, reading every value in it,
+    #: rather than in the narrow index of keys alone: 170 ms instead of 24 ms for 10^5 keys.
+    planner_hints = {"COUNT(*) FROM k8s_kv WHERE": f"COUNT(*) FROM k8s_kv FORCE INDEX ({KEY_INDEX}) WHERE"}
 
     def connect_arguments(self) -> tuple[tuple, dict[str, Any]]:
         """Transactions on; bytes sent as binary strings so no charset conversion touches them;
