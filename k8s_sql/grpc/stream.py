@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from inspect import iscoroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from h2.errors import ErrorCodes
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -220,16 +219,7 @@ class ServerCall:
     # Handler
 
     def _run(self, *args: Any) -> None:
-        try:
-            result = self._method.handler(*args)
-        except Exception:
-            result = fail(Failure())
-        else:
-            if iscoroutine(result):
-                result = Deferred.fromCoroutine(result)
-            elif not isinstance(result, Deferred):
-                result = succeed(result)
-        self._handler = result
+        result = self._handler = maybeDeferred(self._method.handler, *args)
         result.addCallbacks(self._handler_returned, self._handler_failed)
 
     def _handler_returned(self, result: Any) -> None:

@@ -3,11 +3,9 @@ and the ``call_observer`` of ``GRPCServerFactory``."""
 
 from __future__ import annotations
 
-from inspect import iscoroutine
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
 
 from k8s_sql.grpc.interfaces import IMethodRegistry
@@ -67,16 +65,7 @@ class InstrumentedRegistry:
 
         def counted(*args: Any) -> Deferred[Any]:
             done = started(labels)
-            try:
-                result = handler(*args)
-            except Exception:
-                result = fail(Failure())
-            else:
-                if iscoroutine(result):
-                    result = Deferred.fromCoroutine(result)
-                elif not isinstance(result, Deferred):
-                    result = succeed(result)
-            return result.addBoth(_after, done)
+            return maybeDeferred(handler, *args).addBoth(_after, done)
 
         return method._replace(handler=counted)
 
