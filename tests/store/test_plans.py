@@ -17,7 +17,8 @@ import json
 from typing import Any
 
 from k8s_sql.store.model import DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest
-from k8s_sql.store.reads import Reader
+from k8s_sql.store.reads import COUNT, Reader
+from k8s_sql.store.schema import KEY_INDEX
 from k8s_sql.store.session import Session
 
 PREFIX, END = b"/registry/pods/default/", b"/registry/pods/default0"
@@ -162,3 +163,25 @@ def test_gets_counts_and_pages_cost_the_same_whatever_the_history(run: Any, stor
     if store.database.dialect.name == "postgres":
         assert after["get"][2] == after["count"][2] == after["page"][2] == {"k8s_kv_pkey"}
         assert not any(scan.startswith("Seq Scan") for _, _, scans in after.values() for scan in scans)
+
+
+def test_counts_read_the_narrow_index_of_keys(run: Any, store: Any) -> None:
+    """Where the table lives in its primary key with the values (SQLite, InnoDB), a count
+    of a range reads the index of keys alone; PostgreSQL's primary key is that index."""
+    name = store.database.dialect.name
+
+    def index_used(session: Session) -> str:
+        statement = session.dialect.sql(COUNT["between"])
+        if name == "sqlite":
+            session.cursor.execute("EXPLAIN QUERY PLAN " + statement, (PREFIX, END))
+            return session.cursor.fetchall()[0][3].split(" INDEX ")[1].split()[0]
+        if name == "mysql":
+            session.cursor.execute("EXPLAIN " + statement, (PREFIX, END))
+            return session.cursor.fetchall()[0][5]
+        session.cursor.execute("EXPLAIN (FORMAT JSON) " + statement, (PREFIX, END))
+        plan = session.cursor.fetchall()[0][0]
+        return _scans((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]).pop()
+
+    grow(run, store, 0, 2000)
+    settle(store)
+    assert run(store.database.read, index_used) == ("k8s_kv_pkey" if name == "postgres" else KEY_INDEX)
