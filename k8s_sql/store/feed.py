@@ -4,9 +4,17 @@ An event's ``prev_kv`` is the key's version as of the revision before the event'
 reports it.  Events at revisions above ``after`` are all still in the log, each with its
 ``prev_kv``, exactly when ``after`` is at or above the last compaction: compaction keeps
 every row above its revision and each key's latest version at or below it.
+
+A watch, in etcd, may also start at the compaction revision itself (``after`` one below
+it).  What etcd's compaction keeps of that revision are its puts, without ``prev_kv`` (the
+version before is compacted); its deletions are gone.  Asked ``from_compaction``, the feed
+answers the same, whether or not the rows have been deleted yet; the watch follower, which
+must not lose a deletion, does not ask it.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from k8s_sql.store.model import Event, EventType, KeyValue
 from k8s_sql.store.reads import Reader
@@ -21,18 +29,24 @@ _AFTER = _EVENTS + " WHERE c.revision > ? ORDER BY c.revision, c.sub LIMIT ?"
 _REST_OF_REVISION = _EVENTS + " WHERE c.revision = ? AND c.sub > ? ORDER BY c.sub"
 
 
-def changes(session: Session, after: int, limit: int) -> tuple[Event, ...]:
+def changes(session: Session, after: int, limit: int, from_compaction: bool = False) -> tuple[Event, ...]:
     """About ``limit`` events after revision ``after``, never splitting a revision.
 
-    Fails with ``Compacted`` when ``after`` is below the last compaction.
+    Fails with ``Compacted`` when ``after`` is below the last compaction (below it but one
+    ``from_compaction``).
     """
     reader = Reader.snapshot(session)
-    if after < reader.compacted:
+    if after < reader.compacted - from_compaction:
         raise reader.compacted_error()
     rows = session.all(_AFTER, after, max(limit, 1))
     if len(rows) == max(limit, 1):
         rows += session.all(_REST_OF_REVISION, rows[-1][0], rows[-1][1])
-    return tuple(_event(row) for row in rows)
+    compacted = reader.compacted
+    return tuple(
+        _event(row) if row[0] > compacted else dataclasses.replace(_event(row), prev_kv=None)
+        for row in rows
+        if row[0] > compacted or not row[7]
+    )
 
 
 def _event(row: tuple) -> Event:

@@ -58,14 +58,17 @@ class IChangeLog(Interface):
     def compact_revision():
         """Fire with the revision of the last compaction (0 when never compacted)."""
 
-    def changes(after, limit):
+    def changes(after, limit, from_compaction=False):
         """Fire with the events of revisions above ``after``, in revision order.
 
         Returns whole revisions only: it stops once it has ``limit`` events or more, but never
         splits a revision.  Each non-create event carries ``prev_kv``, the key as of the
         revision before, as etcd's watch reports it.  The events after ``after`` are all
         available exactly when ``after`` is at or above the compaction revision; below it,
-        fails with ``Compacted`` (carrying the compaction revision).
+        fails with ``Compacted`` (carrying the compaction revision).  With
+        ``from_compaction``, ``after`` may also be one below the compaction revision, as for
+        etcd's watches: the compaction revision then brings what etcd keeps of it, its puts
+        without ``prev_kv`` and none of its deletions.
         """
 
     def notify_commits(observer: Callable[[int], None]):

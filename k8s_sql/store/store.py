@@ -201,9 +201,9 @@ class SQLStore:
         return max((await self.database.read(Reader.snapshot)).compacted, 0)
 
     @_deferred
-    async def changes(self, after: int, limit: int) -> tuple[Event, ...]:
+    async def changes(self, after: int, limit: int, from_compaction: bool = False) -> tuple[Event, ...]:
         """The events after revision ``after`` (see ``k8s_sql.store.feed``)."""
-        return await self.database.read(feed.changes, after, limit)
+        return await self.database.read(feed.changes, after, limit, from_compaction)
 
     def notify_commits(self, observer: Callable[[int], None]) -> Callable[[], None]:
         """Call ``observer(revision)`` after commits (see ``IStore``); returns an unregister function."""

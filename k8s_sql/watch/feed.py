@@ -154,7 +154,7 @@ class Feed:
                 self._hub.add(self, self._range)
                 self.live = True
                 return
-            events = await self._store.changes(self.position, self._batch_size)
+            events = await self._store.changes(self.position, self._batch_size, from_compaction=True)
             revisions: list[tuple[int, list[Event]]] = []
             for event in events:
                 if event.kv.key in self._range and event.type in self._types:

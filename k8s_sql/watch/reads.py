@@ -50,13 +50,13 @@ class SharedReads:
         """Commit notices of the log."""
         return self._log.notify_commits(observer)
 
-    def changes(self, after: int, limit: int) -> Deferred[Sequence[Event]]:
+    def changes(self, after: int, limit: int, from_compaction: bool = False) -> Deferred[Sequence[Event]]:
         """The events after ``after``, from a read in flight if one asked the same.
 
         Every reader of a shared read gets the same sequence: it must not be changed.
         Cancelling a reader's Deferred lets go of that reader only.
         """
-        key = (after, limit, self._hub.revision)
+        key = (after, limit, from_compaction, self._hub.revision)
         readers = self._pending.get(key)
         first = readers is None
         if readers is None:
@@ -64,10 +64,10 @@ class SharedReads:
         reader: Deferred[Sequence[Event]] = Deferred(readers.remove)
         readers.append(reader)
         if first:
-            self._log.changes(after, limit).addBoth(self._answer, key)
+            self._log.changes(after, limit, from_compaction).addBoth(self._answer, key)
         return reader
 
-    def _answer(self, result: Sequence[Event] | Failure, key: tuple[int, int, int]) -> None:
+    def _answer(self, result: Sequence[Event] | Failure, key: tuple[int, int, bool, int]) -> None:
         # A reader's callback may cancel readers after it (its stream ended).
         for reader in list(self._pending.pop(key)):
             if reader.called:

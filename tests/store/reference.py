@@ -180,17 +180,20 @@ class Reference:
         self.compacted = revision
         return self.revision
 
-    def changes(self, after: int, limit: int) -> tuple[Event, ...]:
-        """Events after ``after``: at least ``limit`` when there are, whole revisions only."""
-        if after < self.compacted:
+    def changes(self, after: int, limit: int, from_compaction: bool = False) -> tuple[Event, ...]:
+        """Events after ``after``: at least ``limit`` when there are, whole revisions only.
+
+        From the compaction revision itself, as etcd: its puts without ``prev_kv``, not its
+        deletions."""
+        if after < self.compacted - from_compaction:
             raise Compacted(max(self.compacted, 0))
         events: list[Event] = []
         for revision, key, kv in self.history:
-            if revision <= after:
+            if revision <= after or (revision <= self.compacted and kv is None):
                 continue
             if len(events) >= limit and events[-1].kv.mod_revision != revision:
                 break
-            prev = self.state(revision - 1).get(key)
+            prev = self.state(revision - 1).get(key) if revision > self.compacted else None
             if kv is None:
                 events.append(Event(EventType.DELETE, KeyValue(key, mod_revision=revision), prev))
             else:

@@ -61,11 +61,34 @@ def test_changes_after_the_compaction_revision_are_complete(run: Any, store: Any
         run(store.put, PutRequest(b"a", value))
     run(store.compact, 3, True)
     with pytest.raises(Compacted) as compacted:
-        run(store.changes, 2, 10)
+        run(store.changes, 1, 10)
     assert compacted.value.compact_revision == 3
     assert run(store.changes, 3, 10) == (
         Event(EventType.PUT, KeyValue(b"a", 2, 4, 3, b"3"), KeyValue(b"a", 2, 3, 2, b"2")),
     )
+
+
+@pytest.mark.parametrize("physical", [True, False], ids=["physical", "logical"])
+def test_changes_from_the_compaction_revision_are_what_etcd_keeps_of_it(run: Any, store: Any, physical: bool) -> None:
+    run(store.put, PutRequest(b"a", b"1"))
+    run(store.put, PutRequest(b"a", b"2"))
+    run(store.put, PutRequest(b"b", b"1"))
+    run(store.delete_range, DeleteRangeRequest(b"b"))
+    run(store.compact, 3, physical)
+    # The put at 3 without prev_kv (its version at 2 is compacted), then everything after.
+    assert run(store.changes, 2, 10, True) == (
+        Event(EventType.PUT, KeyValue(b"a", 2, 3, 2, b"2")),
+        Event(EventType.PUT, KeyValue(b"b", 4, 4, 1, b"1")),
+        Event(EventType.DELETE, KeyValue(b"b", mod_revision=5), KeyValue(b"b", 4, 4, 1, b"1")),
+    )
+    run(store.compact, 5, physical)
+    # A deletion at the compaction revision is not kept.
+    assert run(store.changes, 4, 10, True) == ()
+    with pytest.raises(Compacted):
+        run(store.changes, 3, 10, True)
+    # Without from_compaction (the watch follower), the whole revision is needed.
+    with pytest.raises(Compacted):
+        run(store.changes, 4, 10)
 
 
 def test_local_commits_are_reported_and_observers_can_leave(run: Any, store: Any) -> None:

@@ -9,6 +9,7 @@ as they do for a client that stopped reading.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from twisted.internet.address import IPv4Address
@@ -88,13 +89,13 @@ class MemoryLog:
             return fail(Unavailable("database unreachable"))
         return succeed(self.compacted_to)
 
-    def changes(self, after: int, limit: int) -> Deferred[list[Event]]:
+    def changes(self, after: int, limit: int, from_compaction: bool = False) -> Deferred[list[Event]]:
         self.reads.append((after, limit))
         if self.manual:
             waiter: Deferred[list[Event]] = Deferred()
-            self.pending.append((after, limit, waiter))
+            self.pending.append((after, limit, from_compaction, waiter))
             return waiter
-        return self._answer(after, limit)
+        return self._answer(after, limit, from_compaction)
 
     def notify_commits(self, observer: Callable[[int], None]) -> Callable[[], None]:
         self.observers.append(observer)
@@ -104,20 +105,25 @@ class MemoryLog:
 
     def answer(self) -> None:
         """Answer the oldest read in flight."""
-        after, limit, waiter = self.pending.pop(0)
-        self._answer(after, limit).chainDeferred(waiter)
+        after, limit, from_compaction, waiter = self.pending.pop(0)
+        self._answer(after, limit, from_compaction).chainDeferred(waiter)
 
-    def _answer(self, after: int, limit: int) -> Deferred[list[Event]]:
+    def _answer(self, after: int, limit: int, from_compaction: bool) -> Deferred[list[Event]]:
         if self.down:
             return fail(Unavailable("database unreachable"))
         if self.failures:
             return fail(self.failures.pop(0))
-        if after < self.compacted_to:
+        if after < self.compacted_to - from_compaction:
             return fail(Compacted(self.compacted_to))
         found: list[Event] = []
         for event in self.events:
             if event.kv.mod_revision <= after:
                 continue
+            if event.kv.mod_revision <= self.compacted_to:
+                # What etcd keeps of the compaction revision: its puts, without prev_kv.
+                if event.type is EventType.DELETE:
+                    continue
+                event = dataclasses.replace(event, prev_kv=None)
             if len(found) >= limit and found[-1].kv.mod_revision != event.kv.mod_revision:
                 break
             found.append(event)

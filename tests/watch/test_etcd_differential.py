@@ -42,6 +42,17 @@ SCRIPT: list[tuple[str, Any, int]] = [
     ("compact", 6, 0),
     ("watch", dict(key=b"a", start_revision=3), 2),
     ("watch", dict(key=b"a", start_revision=7), 2),
+    # Watches from the compaction revision itself (c and bb have no watch yet): etcd keeps
+    # the revision's puts, without prev_kv, and drops its deletions.
+    ("put", (b"c", b"1"), 0),
+    ("put", (b"c", b"2"), 0),
+    ("put", (b"bb", b"1"), 0),
+    ("delete", b"bb", 0),
+    ("compact", 12, 0),
+    ("watch", dict(key=b"c", start_revision=12, prev_kv=True), 2),
+    ("compact", 14, 0),
+    ("watch", dict(key=b"bb", start_revision=14, prev_kv=True), 1),
+    ("put", (b"bb", b"2"), 1),
 ]
 
 

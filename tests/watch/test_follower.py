@@ -164,6 +164,18 @@ def test_a_follower_left_behind_compaction_resyncs_the_hub() -> None:
     assert watcher.received == [(5, [b"a"])]
 
 
+def test_a_follower_one_revision_behind_compaction_resyncs_rather_than_lose_a_deletion() -> None:
+    """Watches may start at the compaction revision and get what etcd keeps of it; the
+    follower, which feeds live watchers, must not: a deletion there would be lost."""
+    log = MemoryLog()
+    follower, hub, clock, watcher = started(log, poll_interval=1.0)
+    log.write((b"a", b"1"))
+    log.write((b"a", None), notify=False)
+    log.compact(3)
+    clock.advance(1.0)
+    assert watcher.resyncs == [3] and watcher.received == [(2, [b"a"])]
+
+
 def test_sync_fires_after_a_read_that_began_after_it() -> None:
     log = MemoryLog(manual=True)
     follower, hub, clock, watcher = started(log)
