@@ -60,7 +60,7 @@ from k8s_sql.watch.hub import WatchHub
 DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
 DEFAULT_ENDPOINT = "sqlite:///k8s-sql.db"
 #: The etcd version reported by default: kube-apiserver enables features by it.
-DEFAULT_ETCD_VERSION = "3.6.4"
+DEFAULT_ETCD_VERSION = "3.6.15"
 #: What gRPC adds to the largest request, as etcd's ``MaxRequestBytesWithOverhead``.
 GRPC_OVERHEAD_BYTES = 512 * KiB
 #: The schemes of advertised client URLs, as etcd accepts them.
