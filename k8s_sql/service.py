@@ -61,6 +61,9 @@ DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
 DEFAULT_ENDPOINT = "sqlite:///k8s-sql.db"
 #: The etcd version reported by default: kube-apiserver enables features by it.
 DEFAULT_ETCD_VERSION = "3.6.15"
+#: etcd's defaults for its gRPC server keepalive.
+DEFAULT_KEEPALIVE_INTERVAL = 2 * 3600.0
+DEFAULT_KEEPALIVE_TIMEOUT = 20.0
 #: What gRPC adds to the largest request, as etcd's ``MaxRequestBytesWithOverhead``.
 GRPC_OVERHEAD_BYTES = 512 * KiB
 #: The schemes of advertised client URLs, as etcd accepts them.
@@ -113,6 +116,10 @@ class ServerConfig:
     slow_sql_threshold: float = 1.0
     #: Seconds calls in flight may take to finish when the server stops.
     shutdown_grace: float = 5.0
+    #: Seconds without hearing from a client before it is PINGed; 0: never (etcd's --grpc-keepalive-interval).
+    grpc_keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
+    #: Seconds a PINGed client has to answer before its connection is closed (--grpc-keepalive-timeout).
+    grpc_keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
 
 
 class ConfigurationError(ValueError):
@@ -295,6 +302,8 @@ class K8sSQLService(MultiService):
         self.factory = GRPCServerFactory(
             counted, reactor, call_observer=counted.observe,
             max_receive_message_length=config.max_request_bytes + GRPC_OVERHEAD_BYTES,
+            keepalive_interval=config.grpc_keepalive_interval,
+            keepalive_timeout=config.grpc_keepalive_timeout,
         )
         for description, endpoint in self.plan.grpc:
             port = await endpoint.listen(self.factory)

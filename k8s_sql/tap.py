@@ -32,6 +32,8 @@ from k8s_sql.logs import LOG_FORMATS, LOG_LEVELS, log_observer
 from k8s_sql.service import (
     DEFAULT_ENDPOINT,
     DEFAULT_ETCD_VERSION,
+    DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_LISTEN,
     ConfigurationError,
     K8sSQLService,
@@ -116,6 +118,11 @@ class Options(usage.Options):
         ["lease-sweep-interval", None, format_duration(DEFAULT_SWEEP_INTERVAL), "How often expired leases are revoked."],
         ["slow-sql-threshold", None, "1s", "Log database transactions that take at least this long; 0: never."],
         ["shutdown-grace", None, "5s", "How long calls in flight may take to finish when the server stops."],
+        ["grpc-keepalive-interval", None, format_duration(DEFAULT_KEEPALIVE_INTERVAL),
+         "PING a client not heard from for this long, as etcd's --grpc-keepalive-interval; 0: never."],
+        ["grpc-keepalive-timeout", None, format_duration(DEFAULT_KEEPALIVE_TIMEOUT),
+         "Close the connection of a PINGed client that stays silent this long, as etcd's "
+         "--grpc-keepalive-timeout."],
         ["log-format", None, "text", f"Log lines as {' or '.join(LOG_FORMATS)}."],
         ["log-level", None, "info", f"The least severe log level written: {', '.join(LOG_LEVELS)}."],
     ]
@@ -132,6 +139,8 @@ class Options(usage.Options):
         "lease-sweep-interval": positive_duration,
         "slow-sql-threshold": seconds_or_zero,
         "shutdown-grace": positive_duration,
+        "grpc-keepalive-interval": seconds_or_zero,
+        "grpc-keepalive-timeout": positive_duration,
         "log-format": one_of(LOG_FORMATS),
         "log-level": one_of(LOG_LEVELS),
     }
@@ -201,6 +210,8 @@ class Options(usage.Options):
             lease_sweep_interval=self["lease-sweep-interval"],
             slow_sql_threshold=self["slow-sql-threshold"],
             shutdown_grace=self["shutdown-grace"],
+            grpc_keepalive_interval=self["grpc-keepalive-interval"],
+            grpc_keepalive_timeout=self["grpc-keepalive-timeout"],
         )
 
 

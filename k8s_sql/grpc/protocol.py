@@ -3,8 +3,8 @@
 :class:`GRPCProtocol` feeds received bytes to an h2 state machine, dispatches its events
 to one :class:`~k8s_sql.grpc.stream.ServerCall` per stream and writes what h2 produces.
 It owns connection-wide flow control (acknowledging received data, sharing the client's
-window between streams, pausing when the transport's buffer is full) and graceful
-shutdown with GOAWAY.
+window between streams, pausing when the transport's buffer is full), keepalive pings to
+clients gone quiet, and graceful shutdown with GOAWAY.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ MiB = 1024 * KiB
 
 #: The PING payload that marks the end of the first phase of a graceful close.
 DRAIN_PING = b"drain\x00\x00\x00"
+#: The PING payload of keepalive checks.
+KEEPALIVE_PING = b"alive\x00\x00\x00"
 _MAX_STREAM_ID = 2**31 - 1
 _DEFAULT_WINDOW = 65535
 
@@ -98,6 +100,12 @@ class GRPCProtocol(Protocol):
         self._draining = False
         self._last_stream_id: int | None = None
         self._abort_timer: IDelayedCall | None = None
+        self._clock = factory.reactor
+        #: When the client last sent anything, in reactor seconds.
+        self._last_heard = 0.0
+        #: Whether a keepalive PING waits for the client to send anything.
+        self._pinged = False
+        self._keepalive: IDelayedCall | None = None
 
     @property
     def open_calls(self) -> int:
@@ -126,12 +134,17 @@ class GRPCProtocol(Protocol):
             set_no_delay(True)
         self.transport.registerProducer(self, True)
         self._write()
+        self._last_heard = self._clock.seconds()
+        if self.factory.keepalive_interval:
+            self._keepalive = self._clock.callLater(self.factory.keepalive_interval, self._check_alive)
         self.factory._connection_made(self)
 
     def dataReceived(self, data: bytes) -> None:
         """Feed h2 and dispatch what it makes of the bytes; answer in one write."""
         if self._closed:
             return
+        self._last_heard = self._clock.seconds()
+        self._pinged = False
         self._receiving = True
         try:
             try:
@@ -161,9 +174,10 @@ class GRPCProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel every call still running and forget the connection."""
         self._closed = True
-        timer, self._abort_timer = self._abort_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        for timer in (self._abort_timer, self._keepalive):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._abort_timer = self._keepalive = None
         for call in list(self._calls.values()):
             call.connection_lost()
         self._waiting.clear()
@@ -182,6 +196,31 @@ class GRPCProtocol(Protocol):
 
     def stopProducing(self) -> None:
         """The transport is going away; ``connectionLost`` does the cleanup."""
+
+    # Keepalive
+
+    def _check_alive(self) -> None:
+        """After ``keepalive_interval`` without a word from the client, PING it; close the
+        connection if it stays silent ``keepalive_timeout`` more (gRPC's server keepalive)."""
+        self._keepalive = None
+        if self._closed:
+            return
+        factory = self.factory
+        if self._pinged:
+            self.log.info(
+                "Closing the connection from {peer}: no answer to a keepalive ping in {timeout} s",
+                peer=self._peer, timeout=factory.keepalive_timeout,
+            )
+            self.transport.abortConnection()
+            return
+        quiet = self._clock.seconds() - self._last_heard
+        if quiet < factory.keepalive_interval:
+            self._keepalive = self._clock.callLater(factory.keepalive_interval - quiet, self._check_alive)
+            return
+        self._pinged = True
+        self._h2.ping(KEEPALIVE_PING)
+        self._write()
+        self._keepalive = self._clock.callLater(factory.keepalive_timeout, self._check_alive)
 
     # Graceful shutdown
 
@@ -395,6 +434,10 @@ class GRPCServerFactory(Factory):
         duration in reactor seconds.  A hook for metrics; it must not block.
     :param abort_after: after a shutdown's grace period, how long closing connections
         may take to flush before they are dropped.
+    :param keepalive_interval: seconds without hearing from a client after which the
+        server PINGs it (etcd's ``--grpc-keepalive-interval``); 0 never pings.
+    :param keepalive_timeout: seconds a PINGed client has to send anything before its
+        connection is closed (etcd's ``--grpc-keepalive-timeout``).
     """
 
     log = Logger()
@@ -408,7 +451,9 @@ class GRPCServerFactory(Factory):
                  max_header_list_size: int = 64 * KiB,
                  send_buffer: int = 64 * KiB,
                  call_observer: CallObserver | None = None,
-                 abort_after: float = 5.0) -> None:
+                 abort_after: float = 5.0,
+                 keepalive_interval: float = 2 * 3600.0,
+                 keepalive_timeout: float = 20.0) -> None:
         for name, value, low, high in (
             ("max_receive_message_length", max_receive_message_length, 0, 2**32 - 1),
             ("initial_window_size", initial_window_size, _DEFAULT_WINDOW, _MAX_STREAM_ID),
@@ -419,11 +464,15 @@ class GRPCServerFactory(Factory):
         ):
             if not low <= value <= high:
                 raise ValueError(f"{name} must be between {low} and {high}, not {value}")
+        if keepalive_interval < 0 or keepalive_timeout <= 0:
+            raise ValueError("keepalive_interval must be at least 0 and keepalive_timeout above 0")
         self.registry = registry
         self.reactor = reactor
         self.call_observer = call_observer
         self.connection_window_size = connection_window_size
         self.abort_after = abort_after
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
         #: The connections being served.
         self.connections: set[GRPCProtocol] = set()
         #: How many calls are in progress on all connections.

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from k8s_sql.grpc.interfaces import IServerCall
-from k8s_sql.grpc.protocol import DRAIN_PING, GRPCServerFactory
+from k8s_sql.grpc.protocol import DRAIN_PING, KEEPALIVE_PING, GRPCServerFactory
 from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.grpc.status import StatusCode
 from k8s_sql.proto.health_pb2 import HealthCheckRequest, HealthCheckResponse
@@ -307,7 +307,8 @@ def test_deadline_cancels_the_handler(clock: Clock, peer: Peer, factory: GRPCSer
     response = peer.response(stream)
     assert response.status == StatusCode.DEADLINE_EXCEEDED
     assert service.cancelled == 1 and factory.open_calls == 0
-    assert not clock.getDelayedCalls()
+    # Only the connection's keepalive check is left.
+    assert clock.getDelayedCalls() == [peer.protocol._keepalive]
 
 
 def test_deadline_mid_message_resets_the_stream(clock: Clock, factory: GRPCServerFactory) -> None:
@@ -524,6 +525,72 @@ def test_truncated_frame_then_disconnect(factory: GRPCServerFactory, peer: Peer,
     peer.send_raw(peer.h2.data_to_send()[:500])
     lose(peer)
     assert service.cancelled == 1 and factory.open_calls == 0 and not factory.connections
+
+
+# Keepalive
+
+
+def keepalive_pings(peer: Peer) -> list[PingFrame]:
+    """The keepalive PINGs the server wrote since the last look, left unanswered."""
+    frames = peer.raw_frames()
+    assert all(isinstance(frame, PingFrame) and frame.opaque_data == KEEPALIVE_PING for frame in frames), frames
+    return frames
+
+
+def test_a_quiet_client_is_pinged_and_kept_while_it_answers(clock: Clock) -> None:
+    factory, _ = make_factory(clock, keepalive_interval=60, keepalive_timeout=5)
+    peer = Peer(factory)
+    clock.advance(59)
+    assert keepalive_pings(peer) == []
+    clock.advance(1)
+    (ping,) = keepalive_pings(peer)
+    clock.advance(4)
+    peer.send_raw(PingFrame(0, opaque_data=ping.opaque_data, flags=["ACK"]).serialize())
+    clock.advance(1)
+    assert not peer.closed and keepalive_pings(peer) == []
+    # The next ping comes a whole interval after the answer.
+    clock.advance(58)
+    assert keepalive_pings(peer) == []
+    clock.advance(1)
+    assert len(keepalive_pings(peer)) == 1
+
+
+def test_a_client_that_does_not_answer_is_disconnected(clock: Clock, service: TestService) -> None:
+    factory, service = make_factory(clock, keepalive_interval=60, keepalive_timeout=5)
+    peer = Peer(factory)
+    peer.call(SERVICE + "Hang", message(b""))
+    clock.advance(60)
+    assert len(keepalive_pings(peer)) == 1
+    clock.advance(4.9)
+    assert not peer.closed
+    clock.advance(0.1)
+    assert peer.transport.disconnecting
+    lose(peer)
+    assert service.cancelled == 1 and not factory.connections and not clock.getDelayedCalls()
+
+
+def test_anything_heard_from_the_client_keeps_the_connection(clock: Clock) -> None:
+    factory, service = make_factory(clock, keepalive_interval=60, keepalive_timeout=5)
+    peer = Peer(factory)
+    for _ in range(10):
+        clock.advance(30)
+        stream = peer.call(SERVICE + "Echo", message(b"busy"))
+        assert peer.response(stream).status == 0
+    assert keepalive_pings(peer) == [] and not peer.closed
+    clock.advance(60)
+    assert len(keepalive_pings(peer)) == 1
+    peer.h2.ping(b"12345678")  # any frame counts as an answer
+    peer.flush()
+    clock.advance(5)
+    assert not peer.closed
+
+
+def test_keepalive_can_be_turned_off(clock: Clock) -> None:
+    factory, _ = make_factory(clock, keepalive_interval=0)
+    peer = Peer(factory)
+    assert not clock.getDelayedCalls()
+    clock.advance(10 * 24 * 3600)
+    assert peer.raw_frames() == [] and not peer.closed
 
 
 # Graceful shutdown

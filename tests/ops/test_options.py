@@ -48,6 +48,7 @@ def test_every_option_reaches_the_configuration(certificates: Certificates) -> N
         "--max-txn-ops", "256", "--max-request-bytes", "3145728",
         "--poll-interval", "250ms", "--progress-notify-interval", "5s", "--lease-min-ttl", "5",
         "--lease-sweep-interval", "1", "--slow-sql-threshold", "0", "--shutdown-grace", "1m",
+        "--grpc-keepalive-interval", "0", "--grpc-keepalive-timeout", "5s",
         "--log-format", "json", "--log-level", "warn",
     )
     assert options.config() == ServerConfig(
@@ -62,6 +63,7 @@ def test_every_option_reaches_the_configuration(certificates: Certificates) -> N
         max_txn_ops=256, max_request_bytes=3145728,
         poll_interval=0.25, progress_notify_interval=5.0, lease_min_ttl=5,
         lease_sweep_interval=1.0, slow_sql_threshold=0.0, shutdown_grace=60.0,
+        grpc_keepalive_interval=0.0, grpc_keepalive_timeout=5.0,
     )
     assert (options["log-format"], options["log-level"]) == ("json", "warn")
 
@@ -76,6 +78,7 @@ def test_every_configuration_field_has_an_option() -> None:
     (["--bogus"], "option --bogus not recognized"),
     (["--poll-interval", "soon"], "--poll-interval: 'soon' is not a duration"),
     (["--shutdown-grace", "0"], "--shutdown-grace: '0' is not greater than zero"),
+    (["--grpc-keepalive-timeout", "0"], "--grpc-keepalive-timeout: '0' is not greater than zero"),
     (["--lease-min-ttl", "1.5"], "--lease-min-ttl: '1.5' is not a whole number greater than zero"),
     (["--log-format", "xml"], "--log-format: 'xml' is not one of text, json"),
     (["--log-level", "loud"], "--log-level: 'loud' is not one of debug, info, warn, error, critical"),
