@@ -38,9 +38,9 @@ ATTEMPTS = 12
 FIRST_PAUSE = 0.005
 MAX_PAUSE = 0.5
 
-#: Default pool sizes (connections, and threads) for the URL options ``writers`` and ``readers``.
+#: The default pool size (connections, and threads) for the URL option ``writers``; the
+#: dialect gives the default for ``readers``.
 WRITERS = 4
-READERS = 4
 
 
 def load_dialect(url: DatabaseURL) -> IDialect:
@@ -73,7 +73,7 @@ class Database:
         self.dialect = load_dialect(url)
         self.reactor = reactor
         self._writer = self.dialect.connection_pool(reactor, True, url.integer("writers", WRITERS))
-        self._reader = self.dialect.connection_pool(reactor, False, url.integer("readers", READERS))
+        self._reader = self.dialect.connection_pool(reactor, False, url.integer("readers", self.dialect.default_readers))
         self._reads = ReadQueue(reactor, self._reader.max, lambda group: defer.ensureDeferred(self._read_group(group)))
         self._closed = False
         self._observers: list[TransactionObserver] = []

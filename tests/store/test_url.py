@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from twisted.internet.testing import MemoryReactorClock
 
+from k8s_sql.store.pool import Database
 from k8s_sql.store.url import DEFAULT_URL, DatabaseURL, redact
 
 
@@ -45,3 +47,14 @@ def test_passwords_never_show() -> None:
     with pytest.raises(ValueError) as refused:
         DatabaseURL.parse("oracle://admin:hunter2@db/kube")
     assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("url", "writers", "readers"), [
+    ("sqlite:///k8s.db", 1, 2),
+    ("sqlite:///k8s.db?readers=5", 1, 5),
+    ("mysql://root@db/k8s", 4, 4),
+    ("postgres://k8s@db/k8s?writers=2&readers=8", 2, 8),
+])
+def test_pool_sizes_come_from_the_url_or_the_dialect(url: str, writers: int, readers: int) -> None:
+    database = Database(DatabaseURL.parse(url), MemoryReactorClock())
+    assert (database._writer.max, database._reader.max) == (writers, readers)

@@ -45,6 +45,8 @@ class Dialect:
     known_options: frozenset[str] = frozenset()
     #: Fragments of the store's statements rewritten for this database's planner (index hints).
     planner_hints: dict[str, str] = {}
+    #: The default size of the read pool (URL option ``readers``).
+    default_readers = 4
 
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
