@@ -38,7 +38,7 @@ from k8s_sql.etcd.lease import DEFAULT_MIN_TTL, LeaseService
 from k8s_sql.etcd.maintenance import MaintenanceService
 from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL, WatchService
 from k8s_sql.grpc.health import HealthService
-from k8s_sql.grpc.protocol import GRPCServerFactory, KiB
+from k8s_sql.grpc.protocol import KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, GRPCServerFactory, KiB
 from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.grpc.tls import TLSConfigurationError, TLSEndpointParser, server_endpoint
 from k8s_sql.lease.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
@@ -61,9 +61,6 @@ DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
 DEFAULT_ENDPOINT = "sqlite:///k8s-sql.db"
 #: The etcd version reported by default: kube-apiserver enables features by it.
 DEFAULT_ETCD_VERSION = "3.6.15"
-#: etcd's defaults for its gRPC server keepalive.
-DEFAULT_KEEPALIVE_INTERVAL = 2 * 3600.0
-DEFAULT_KEEPALIVE_TIMEOUT = 20.0
 #: What gRPC adds to the largest request, as etcd's ``MaxRequestBytesWithOverhead``.
 GRPC_OVERHEAD_BYTES = 512 * KiB
 #: The schemes of advertised client URLs, as etcd accepts them.
@@ -117,9 +114,9 @@ class ServerConfig:
     #: Seconds calls in flight may take to finish when the server stops.
     shutdown_grace: float = 5.0
     #: Seconds without hearing from a client before it is PINGed; 0: never (etcd's --grpc-keepalive-interval).
-    grpc_keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
+    grpc_keepalive_interval: float = KEEPALIVE_INTERVAL
     #: Seconds a PINGed client has to answer before its connection is closed (--grpc-keepalive-timeout).
-    grpc_keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    grpc_keepalive_timeout: float = KEEPALIVE_TIMEOUT
 
 
 class ConfigurationError(ValueError):

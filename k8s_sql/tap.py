@@ -27,13 +27,12 @@ from k8s_sql.durations import format_duration, parse_duration, positive_duration
 from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES
 from k8s_sql.etcd.lease import DEFAULT_MIN_TTL
 from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL
+from k8s_sql.grpc.protocol import KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT
 from k8s_sql.lease.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
 from k8s_sql.logs import LOG_FORMATS, LOG_LEVELS, log_observer
 from k8s_sql.service import (
     DEFAULT_ENDPOINT,
     DEFAULT_ETCD_VERSION,
-    DEFAULT_KEEPALIVE_INTERVAL,
-    DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_LISTEN,
     ConfigurationError,
     K8sSQLService,
@@ -118,9 +117,9 @@ class Options(usage.Options):
         ["lease-sweep-interval", None, format_duration(DEFAULT_SWEEP_INTERVAL), "How often expired leases are revoked."],
         ["slow-sql-threshold", None, "1s", "Log database transactions that take at least this long; 0: never."],
         ["shutdown-grace", None, "5s", "How long calls in flight may take to finish when the server stops."],
-        ["grpc-keepalive-interval", None, format_duration(DEFAULT_KEEPALIVE_INTERVAL),
+        ["grpc-keepalive-interval", None, format_duration(KEEPALIVE_INTERVAL),
          "PING a client not heard from for this long, as etcd's --grpc-keepalive-interval; 0: never."],
-        ["grpc-keepalive-timeout", None, format_duration(DEFAULT_KEEPALIVE_TIMEOUT),
+        ["grpc-keepalive-timeout", None, format_duration(KEEPALIVE_TIMEOUT),
          "Close the connection of a PINGed client that stays silent this long, as etcd's "
          "--grpc-keepalive-timeout."],
         ["log-format", None, "text", f"Log lines as {' or '.join(LOG_FORMATS)}."],

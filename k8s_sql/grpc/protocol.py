@@ -48,6 +48,9 @@ MiB = 1024 * KiB
 DRAIN_PING = b"drain\x00\x00\x00"
 #: The PING payload of keepalive checks.
 KEEPALIVE_PING = b"alive\x00\x00\x00"
+#: etcd's defaults for its gRPC server keepalive, in seconds.
+KEEPALIVE_INTERVAL = 2 * 3600.0
+KEEPALIVE_TIMEOUT = 20.0
 _MAX_STREAM_ID = 2**31 - 1
 _DEFAULT_WINDOW = 65535
 
@@ -452,8 +455,8 @@ class GRPCServerFactory(Factory):
                  send_buffer: int = 64 * KiB,
                  call_observer: CallObserver | None = None,
                  abort_after: float = 5.0,
-                 keepalive_interval: float = 2 * 3600.0,
-                 keepalive_timeout: float = 20.0) -> None:
+                 keepalive_interval: float = KEEPALIVE_INTERVAL,
+                 keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
         for name, value, low, high in (
             ("max_receive_message_length", max_receive_message_length, 0, 2**32 - 1),
             ("initial_window_size", initial_window_size, _DEFAULT_WINDOW, _MAX_STREAM_ID),
