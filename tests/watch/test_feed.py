@@ -190,26 +190,27 @@ def test_a_full_consumer_makes_the_feed_fall_behind_and_catch_up_from_the_log() 
     assert consumer.revisions() == [2, 3, 4, 5]
 
 
-def test_a_read_answered_while_the_consumer_is_full_waits_for_room() -> None:
-    """Other feeds of the consumer may fill it while a feed reads: it delivers later."""
+def read_answered_while_full() -> tuple[World, Feed, Consumer]:
+    """A feed whose read of one event was answered while its consumer was full."""
     world = World(manual=True)
     world.log.write((b"a", b"1"))
     world.log.answer()
     feed, consumer = world.feed(EVERYTHING, 1)
     consumer.full = True
     world.log.answer()
+    return world, feed, consumer
+
+
+def test_a_read_answered_while_the_consumer_is_full_waits_for_room() -> None:
+    """Other feeds of the consumer may fill it while a feed reads: it delivers later."""
+    world, feed, consumer = read_answered_while_full()
     assert consumer.deliveries == [] and not feed.live
     consumer.make_room()
     assert consumer.deliveries == [[(2, [b"a"])]] and feed.live
 
 
 def test_a_feed_stopped_while_waiting_for_room_delivers_nothing() -> None:
-    world = World(manual=True)
-    world.log.write((b"a", b"1"))
-    world.log.answer()
-    feed, consumer = world.feed(EVERYTHING, 1)
-    consumer.full = True
-    world.log.answer()
+    world, feed, consumer = read_answered_while_full()
     feed.stop()
     consumer.make_room()
     assert consumer.deliveries == [] and consumer.events == [] and len(world.hub) == 0
