@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
@@ -74,7 +73,7 @@ class RevisionRetention:
         return f"revision, retention {self.revisions} revisions"
 
 
-Retention = Union[PeriodicRetention, RevisionRetention]
+Retention = PeriodicRetention | RevisionRetention
 
 
 def retention_policy(mode: str, retention: str) -> Retention | None:
@@ -159,8 +158,10 @@ class AutoCompactor(Service):
         except CancelledError:
             pass
         except Exception:
-            self.log.failure("Auto-compaction failed; trying again in {interval}",
-                             interval=format_duration(self.policy.check_interval))
+            self.log.failure(
+                "Auto-compaction failed; trying again in {interval}",
+                interval=format_duration(self.policy.check_interval),
+            )
 
     async def _target(self) -> int | None:
         """The revision to compact at now, if any."""
@@ -186,7 +187,8 @@ class AutoCompactor(Service):
         except Compacted as compacted:
             self.log.info(
                 "Auto-compaction at revision {revision} not needed: compacted at {compact_revision} already",
-                revision=revision, compact_revision=compacted.compact_revision,
+                revision=revision,
+                compact_revision=compacted.compact_revision,
             )
             self.compacted = max(revision, compacted.compact_revision)
             return

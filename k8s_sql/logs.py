@@ -31,7 +31,9 @@ from twisted.python.failure import Failure
 #: The values of ``--log-format``.
 LOG_FORMATS = ("text", "json")
 #: The values of ``--log-level``, most verbose first.
-LOG_LEVELS = tuple(level.name for level in (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical))
+LOG_LEVELS = tuple(
+    level.name for level in (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical)
+)
 
 # Keys of legacy (twisted.python.log) events that the JSON line already renders.
 _LEGACY_KEYS = frozenset({"message", "isError", "system", "time", "format", "failure", "why"})

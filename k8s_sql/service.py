@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.application.service import MultiService
@@ -149,7 +150,9 @@ def plan_server(config: ServerConfig, reactor: Any) -> ServerPlan:
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
     if not re.fullmatch(r"\d+\.\d+\.\d+", config.emulated_etcd_version):
-        raise ConfigurationError(f"the emulated etcd version must look like 3.6.4, not {config.emulated_etcd_version!r}")
+        raise ConfigurationError(
+            f"the emulated etcd version must look like 3.6.4, not {config.emulated_etcd_version!r}"
+        )
     for url in config.advertise_client_urls:
         _check_client_url(url)
     try:
@@ -160,17 +163,34 @@ def plan_server(config: ServerConfig, reactor: Any) -> ServerPlan:
     grpc = []
     for description in config.listen:
         if tls and description.startswith(TLSEndpointParser.prefix + ":"):
-            raise ConfigurationError(f"{description!r} has TLS of its own: do not combine h2tls: with a certificate file")
-        grpc.append((description, _endpoint(
-            description, server_endpoint, reactor, description, cert_file=config.cert_file, key_file=config.key_file,
-            trusted_ca_file=config.trusted_ca_file, client_cert_auth=config.client_cert_auth,
-        )))
-    metrics = [(description, _endpoint(description, serverFromString, reactor, description))
-               for description in config.metrics_listen]
+            raise ConfigurationError(
+                f"{description!r} has TLS of its own: do not combine h2tls: with a certificate file"
+            )
+        grpc.append(
+            (
+                description,
+                _endpoint(
+                    description,
+                    server_endpoint,
+                    reactor,
+                    description,
+                    cert_file=config.cert_file,
+                    key_file=config.key_file,
+                    trusted_ca_file=config.trusted_ca_file,
+                    client_cert_auth=config.client_cert_auth,
+                ),
+            )
+        )
+    metrics = [
+        (description, _endpoint(description, serverFromString, reactor, description))
+        for description in config.metrics_listen
+    ]
     return ServerPlan(grpc, metrics, compaction)
 
 
-def _endpoint(description: str, build: Callable[..., IStreamServerEndpoint], *args: Any, **kwargs: Any) -> IStreamServerEndpoint:
+def _endpoint(
+    description: str, build: Callable[..., IStreamServerEndpoint], *args: Any, **kwargs: Any
+) -> IStreamServerEndpoint:
     """``build(*args, **kwargs)``, its failures turned into one-line ``ConfigurationError``s."""
     try:
         return build(*args, **kwargs)
@@ -272,7 +292,10 @@ class K8sSQLService(MultiService):
     async def _start(self) -> list[IListeningPort]:
         config, reactor, metrics = self.config, self.reactor, self.metrics
         self.store = store = await open_store(
-            config.endpoint, reactor, max_txn_ops=config.max_txn_ops, compaction_batch=config.compaction_batch,
+            config.endpoint,
+            reactor,
+            max_txn_ops=config.max_txn_ops,
+            compaction_batch=config.compaction_batch,
         )
         store.database.observe_transactions(metrics.transaction_ended)
         if config.slow_sql_threshold > 0:
@@ -297,7 +320,9 @@ class K8sSQLService(MultiService):
         AuthService(store, identity).register(registry)
         counted = InstrumentedRegistry(registry, metrics)
         self.factory = GRPCServerFactory(
-            counted, reactor, call_observer=counted.observe,
+            counted,
+            reactor,
+            call_observer=counted.observe,
             max_receive_message_length=config.max_request_bytes + GRPC_OVERHEAD_BYTES,
             keepalive_interval=config.grpc_keepalive_interval,
             keepalive_timeout=config.grpc_keepalive_timeout,
@@ -307,7 +332,8 @@ class K8sSQLService(MultiService):
             self.ports.append(port)
             self.log.info(
                 "k8s-sql serving the etcd API on {address} ({endpoint})",
-                address=describe_address(port.getHost()), endpoint=description,
+                address=describe_address(port.getHost()),
+                endpoint=description,
             )
         site = metrics_site(metrics, store, reactor, DatabaseHealth(store, reactor))
         for description, endpoint in self.plan.metrics:
@@ -315,7 +341,8 @@ class K8sSQLService(MultiService):
             self.metrics_ports.append(port)
             self.log.info(
                 "k8s-sql serving metrics and health checks on {address} ({endpoint})",
-                address=describe_address(port.getHost()), endpoint=description,
+                address=describe_address(port.getHost()),
+                endpoint=description,
             )
         return self.ports
 
@@ -323,9 +350,7 @@ class K8sSQLService(MultiService):
         if isinstance(outcome, Failure) and outcome.check(CancelledError):
             self.log.info("k8s-sql stopped before it started")
         elif isinstance(outcome, Failure):
-            self.log.critical(
-                "k8s-sql could not start: {reason}", reason=outcome.getErrorMessage() or outcome.type
-            )
+            self.log.critical("k8s-sql could not start: {reason}", reason=outcome.getErrorMessage() or outcome.type)
         self._outcome = outcome
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import CancelledError, Deferred
@@ -58,10 +59,12 @@ def positive_int(text: str) -> int:
 
 def one_of(choices: Sequence[str]) -> Callable[[str], str]:
     """A converter accepting only ``choices``."""
+
     def choose(text: str) -> str:
         if text not in choices:
             raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
         return text
+
     return choose
 
 
@@ -79,49 +82,104 @@ class Options(usage.Options):
     )
 
     optFlags = [
-        ["client-cert-auth", None,
-         "Refuse clients without a certificate signed by --trusted-ca-file, as etcd's --client-cert-auth."],
+        [
+            "client-cert-auth",
+            None,
+            "Refuse clients without a certificate signed by --trusted-ca-file, as etcd's --client-cert-auth.",
+        ],
     ]
 
     optParameters = [
-        ["endpoint", None, DEFAULT_ENDPOINT,
-         "Database URL: sqlite:///relative/path, sqlite:////absolute/path, "
-         "mysql://user:password@host:port/database or postgres://user:password@host:port/database, "
-         "with ?option=value tuning (docs/backends.md)."],
+        [
+            "endpoint",
+            None,
+            DEFAULT_ENDPOINT,
+            "Database URL: sqlite:///relative/path, sqlite:////absolute/path, "
+            "mysql://user:password@host:port/database or postgres://user:password@host:port/database, "
+            "with ?option=value tuning (docs/backends.md).",
+        ],
         ["name", None, "default", "This member's name, as etcd's --name; the member ID is derived from it."],
-        ["cert-file", None, None,
-         "TLS on every --listen endpoint: the server certificate (PEM, intermediates after it), as etcd's --cert-file."],
+        [
+            "cert-file",
+            None,
+            None,
+            "TLS on every --listen endpoint: the server certificate (PEM, intermediates after it), "
+            "as etcd's --cert-file.",
+        ],
         ["key-file", None, None, "The server certificate's private key (PEM, unencrypted), as etcd's --key-file."],
-        ["trusted-ca-file", None, None,
-         "CA certificates (PEM) that client certificates are verified against, as etcd's --trusted-ca-file."],
-        ["emulated-etcd-version", None, DEFAULT_ETCD_VERSION,
-         "The etcd version reported to clients; kube-apiserver enables features by it."],
-        ["auto-compaction-mode", None, "periodic",
-         "periodic or revision, as etcd's --auto-compaction-mode."],
-        ["auto-compaction-retention", None, "0",
-         "As etcd's --auto-compaction-retention: periodic: history to keep, a duration (30m, 1h) "
-         "or a whole number of hours; revision: revisions to keep; 0 turns auto-compaction off."],
-        ["compaction-batch", None, str(DEFAULT_COMPACTION_BATCH),
-         "Revisions of the log each short physical compaction transaction examines."],
-        ["max-txn-ops", None, str(DEFAULT_MAX_TXN_OPS),
-         "The most operations in one branch of a transaction, as etcd's --max-txn-ops."],
-        ["max-request-bytes", None, str(DEFAULT_MAX_REQUEST_BYTES),
-         "The largest write request accepted, as etcd's --max-request-bytes."],
-        ["poll-interval", None, format_duration(DEFAULT_POLL_INTERVAL),
-         "How often to look for writes made by other servers sharing the database; 0: never "
-         "(one server alone, or PostgreSQL, whose LISTEN/NOTIFY pushes them)."],
-        ["progress-notify-interval", None, format_duration(DEFAULT_PROGRESS_INTERVAL),
-         "How often watches that asked for progress notifications get one, as etcd's "
-         "--experimental-watch-progress-notify-interval."],
+        [
+            "trusted-ca-file",
+            None,
+            None,
+            "CA certificates (PEM) that client certificates are verified against, as etcd's --trusted-ca-file.",
+        ],
+        [
+            "emulated-etcd-version",
+            None,
+            DEFAULT_ETCD_VERSION,
+            "The etcd version reported to clients; kube-apiserver enables features by it.",
+        ],
+        ["auto-compaction-mode", None, "periodic", "periodic or revision, as etcd's --auto-compaction-mode."],
+        [
+            "auto-compaction-retention",
+            None,
+            "0",
+            "As etcd's --auto-compaction-retention: periodic: history to keep, a duration (30m, 1h) "
+            "or a whole number of hours; revision: revisions to keep; 0 turns auto-compaction off.",
+        ],
+        [
+            "compaction-batch",
+            None,
+            str(DEFAULT_COMPACTION_BATCH),
+            "Revisions of the log each short physical compaction transaction examines.",
+        ],
+        [
+            "max-txn-ops",
+            None,
+            str(DEFAULT_MAX_TXN_OPS),
+            "The most operations in one branch of a transaction, as etcd's --max-txn-ops.",
+        ],
+        [
+            "max-request-bytes",
+            None,
+            str(DEFAULT_MAX_REQUEST_BYTES),
+            "The largest write request accepted, as etcd's --max-request-bytes.",
+        ],
+        [
+            "poll-interval",
+            None,
+            format_duration(DEFAULT_POLL_INTERVAL),
+            "How often to look for writes made by other servers sharing the database; 0: never "
+            "(one server alone, or PostgreSQL, whose LISTEN/NOTIFY pushes them).",
+        ],
+        [
+            "progress-notify-interval",
+            None,
+            format_duration(DEFAULT_PROGRESS_INTERVAL),
+            "How often watches that asked for progress notifications get one, as etcd's "
+            "--experimental-watch-progress-notify-interval.",
+        ],
         ["lease-min-ttl", None, str(DEFAULT_MIN_TTL), "The shortest lease TTL granted, in seconds."],
-        ["lease-sweep-interval", None, format_duration(DEFAULT_SWEEP_INTERVAL), "How often expired leases are revoked."],
+        [
+            "lease-sweep-interval",
+            None,
+            format_duration(DEFAULT_SWEEP_INTERVAL),
+            "How often expired leases are revoked.",
+        ],
         ["slow-sql-threshold", None, "1s", "Log database transactions that take at least this long; 0: never."],
         ["shutdown-grace", None, "5s", "How long calls in flight may take to finish when the server stops."],
-        ["grpc-keepalive-interval", None, format_duration(KEEPALIVE_INTERVAL),
-         "PING a client not heard from for this long, as etcd's --grpc-keepalive-interval; 0: never."],
-        ["grpc-keepalive-timeout", None, format_duration(KEEPALIVE_TIMEOUT),
-         "Close the connection of a PINGed client that stays silent this long, as etcd's "
-         "--grpc-keepalive-timeout."],
+        [
+            "grpc-keepalive-interval",
+            None,
+            format_duration(KEEPALIVE_INTERVAL),
+            "PING a client not heard from for this long, as etcd's --grpc-keepalive-interval; 0: never.",
+        ],
+        [
+            "grpc-keepalive-timeout",
+            None,
+            format_duration(KEEPALIVE_TIMEOUT),
+            "Close the connection of a PINGed client that stays silent this long, as etcd's --grpc-keepalive-timeout.",
+        ],
         ["log-format", None, "text", f"Log lines as {' or '.join(LOG_FORMATS)}."],
         ["log-level", None, "info", f"The least severe log level written: {', '.join(LOG_LEVELS)}."],
     ]
@@ -152,7 +210,8 @@ class Options(usage.Options):
         self["advertise-client-urls"] = []
 
     def opt_listen(self, description: str) -> None:
-        """Serve the etcd API on this Twisted endpoint description; repeatable. [default: tcp:2379:interface=127.0.0.1]"""
+        """Serve the etcd API on this Twisted endpoint description; repeatable.
+        [default: tcp:2379:interface=127.0.0.1]"""
         self["listen"].append(description)
 
     def opt_metrics_listen(self, description: str) -> None:
@@ -271,8 +330,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     twistd = getattr(options, "parent", None)
-    foreground_stdout = twistd is not None and twistd.get("nodaemon") and not any(
-        twistd.get(name) for name in ("logfile", "logger", "syslog")
+    foreground_stdout = (
+        twistd is not None
+        and twistd.get("nodaemon")
+        and not any(twistd.get(name) for name in ("logfile", "logger", "syslog"))
     )
     observer = log_observer(options["log-format"], options["log-level"], sys.stdout) if foreground_stdout else None
     return TwistdService(K8sSQLService(options.config(), reactor), reactor, observer)

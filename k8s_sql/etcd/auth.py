@@ -78,7 +78,9 @@ class AuthService:
         """Authentication is disabled."""
         return rpc_pb2.AuthStatusResponse(header=await self._header(), enabled=False, authRevision=AUTH_REVISION)
 
-    async def authenticate(self, request: rpc_pb2.AuthenticateRequest, call: IServerCall) -> rpc_pb2.AuthenticateResponse:
+    async def authenticate(
+        self, request: rpc_pb2.AuthenticateRequest, call: IServerCall
+    ) -> rpc_pb2.AuthenticateResponse:
         """Fails as etcd's does with authentication disabled."""
         raise AUTH_NOT_ENABLED.exception()
 

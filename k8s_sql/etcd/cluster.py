@@ -7,7 +7,7 @@ refused: an unknown member ID as etcd refuses it, this member's own with a reaso
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from k8s_sql.etcd.errors import MEMBER_NOT_FOUND, MEMBER_NOT_LEARNER
 from k8s_sql.etcd.header import Identity
@@ -19,8 +19,7 @@ from k8s_sql.store.interfaces import IChangeLog
 
 #: Why membership changes are refused.
 MEMBERSHIP_FIXED = (
-    "k8s-sql members are not raft members and cannot be {}: "
-    "servers join by sharing the database and leave by stopping"
+    "k8s-sql members are not raft members and cannot be {}: servers join by sharing the database and leave by stopping"
 )
 
 

@@ -6,7 +6,7 @@ Requests go from ``etcdserverpb`` to ``k8s_sql.store.model``; results come back 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from k8s_sql.etcd.errors import INVALID_SORT_OPTION
 from k8s_sql.etcd.header import Identity
@@ -148,9 +148,7 @@ def put_response(result: model.PutResponse, identity: Identity) -> rpc_pb2.PutRe
     return message
 
 
-def delete_range_response(
-    result: model.DeleteRangeResponse, identity: Identity
-) -> rpc_pb2.DeleteRangeResponse:
+def delete_range_response(result: model.DeleteRangeResponse, identity: Identity) -> rpc_pb2.DeleteRangeResponse:
     """etcd's DeleteRangeResponse for a store result."""
     return rpc_pb2.DeleteRangeResponse(
         header=identity.header(result.revision),

@@ -15,6 +15,7 @@ from k8s_sql.proto import wire
 from k8s_sql.proto.wire import int_field, varint
 from k8s_sql.store import model
 
+
 def key_value(kv: model.KeyValue) -> bytes:
     """The encoded ``mvccpb.KeyValue``."""
     return wire.key_value(kv.key, kv.create_revision, kv.mod_revision, kv.version, kv.value, kv.lease)
@@ -22,12 +23,14 @@ def key_value(kv: model.KeyValue) -> bytes:
 
 def header(identity: Identity, revision: int) -> bytes:
     """The encoded ``ResponseHeader`` (cluster_id 1, member_id 2, revision 3, raft_term 4)."""
-    return b"".join((
-        int_field(b"\x08", identity.cluster_id),
-        int_field(b"\x10", identity.member_id),
-        int_field(b"\x18", revision),
-        int_field(b"\x20", identity.raft_term),
-    ))
+    return b"".join(
+        (
+            int_field(b"\x08", identity.cluster_id),
+            int_field(b"\x10", identity.member_id),
+            int_field(b"\x18", revision),
+            int_field(b"\x20", identity.raft_term),
+        )
+    )
 
 
 def range_response(result: model.RangeResponse, identity: Identity) -> bytes:
@@ -40,10 +43,22 @@ def range_response(result: model.RangeResponse, identity: Identity) -> bytes:
         if key and create and mod and version and value and not kv.lease:
             # A live key with a value and no lease, the common case, inline: this loop
             # runs for every key of a page.
-            encoded = b"".join((
-                b"\x0a", varint(len(key)), key, b"\x10", varint(create), b"\x18", varint(mod),
-                b"\x20", varint(version), b"\x2a", varint(len(value)), value,
-            ))
+            encoded = b"".join(
+                (
+                    b"\x0a",
+                    varint(len(key)),
+                    key,
+                    b"\x10",
+                    varint(create),
+                    b"\x18",
+                    varint(mod),
+                    b"\x20",
+                    varint(version),
+                    b"\x2a",
+                    varint(len(value)),
+                    value,
+                )
+            )
         else:
             encoded = key_value(kv)
         append(b"\x12")

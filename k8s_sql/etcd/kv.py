@@ -25,9 +25,7 @@ class KVService:
         ``--max-request-bytes``.
     """
 
-    def __init__(
-        self, store: IStore, identity: Identity, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    ) -> None:
+    def __init__(self, store: IStore, identity: Identity, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
         self.store = store
         self.identity = identity
         self.max_request_bytes = max_request_bytes
@@ -63,9 +61,7 @@ class KVService:
         result = await store_call(self.store.put(convert.put_request(request)))
         return convert.put_response(result, self.identity)
 
-    async def delete_range(
-        self, request: rpc_pb2.DeleteRangeRequest, call: IServerCall
-    ) -> rpc_pb2.DeleteRangeResponse:
+    async def delete_range(self, request: rpc_pb2.DeleteRangeRequest, call: IServerCall) -> rpc_pb2.DeleteRangeResponse:
         """Delete a key or a range of keys."""
         self.check_size(request)
         result = await store_call(self.store.delete_range(convert.delete_range_request(request)))
@@ -77,9 +73,7 @@ class KVService:
         result = await store_call(self.store.txn(convert.txn_request(request)))
         return convert.txn_response(result, self.identity)
 
-    async def compact(
-        self, request: rpc_pb2.CompactionRequest, call: IServerCall
-    ) -> rpc_pb2.CompactionResponse:
+    async def compact(self, request: rpc_pb2.CompactionRequest, call: IServerCall) -> rpc_pb2.CompactionResponse:
         """Discard history up to a revision."""
         revision = await store_call(self.store.compact(request.revision, request.physical))
         return rpc_pb2.CompactionResponse(header=self.identity.header(revision))

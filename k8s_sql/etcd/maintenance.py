@@ -133,7 +133,7 @@ class MaintenanceService:
             alarms = [
                 alarm
                 for alarm in await store_call(self.store.alarms())
-                if request.alarm == AlarmType.NONE or alarm.alarm == request.alarm
+                if request.alarm in (AlarmType.NONE, alarm.alarm)
             ]
         elif request.action == rpc_pb2.AlarmRequest.ACTIVATE and kind not in (None, AlarmType.NONE):
             alarms = [await store_call(self.store.activate_alarm(request.memberID, kind))]
@@ -148,9 +148,7 @@ class MaintenanceService:
             alarms=[rpc_pb2.AlarmMember(memberID=alarm.member_id, alarm=alarm.alarm) for alarm in alarms],
         )
 
-    async def defragment(
-        self, request: rpc_pb2.DefragmentRequest, call: IServerCall
-    ) -> rpc_pb2.DefragmentResponse:
+    async def defragment(self, request: rpc_pb2.DefragmentRequest, call: IServerCall) -> rpc_pb2.DefragmentResponse:
         """Have the database reclaim the space of deleted rows (see ``IDialect.defragment``)."""
         self.log.info("defragmenting the database")
         await store_call(self.store.defragment())
@@ -180,9 +178,7 @@ class MaintenanceService:
         """Refused: etcd's snapshot is its bbolt file (see ``SNAPSHOT_UNSUPPORTED``)."""
         raise GRPCError(StatusCode.UNIMPLEMENTED, SNAPSHOT_UNSUPPORTED)
 
-    async def move_leader(
-        self, request: rpc_pb2.MoveLeaderRequest, call: IServerCall
-    ) -> rpc_pb2.MoveLeaderResponse:
+    async def move_leader(self, request: rpc_pb2.MoveLeaderRequest, call: IServerCall) -> rpc_pb2.MoveLeaderResponse:
         """As a one-member etcd: moving leadership to itself succeeds, to anyone else fails."""
         if request.targetID != self.identity.member_id:
             raise BAD_LEADER_TRANSFEREE.exception()

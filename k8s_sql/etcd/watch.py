@@ -219,7 +219,7 @@ class _Watch:
 
     def __init__(
         self,
-        stream: "WatchStream",
+        stream: WatchStream,
         watch_id: int,
         created_revision: int,
         request: rpc_pb2.WatchCreateRequest,
@@ -341,9 +341,7 @@ class WatchStream:
         return max(self.service.hub.revision, self._known_revision)
 
     def _head(self, revision: int, watch_id: int, **fields: object) -> bytes:
-        response = rpc_pb2.WatchResponse(
-            header=self.service.identity.header(revision), watch_id=watch_id, **fields
-        )
+        response = rpc_pb2.WatchResponse(header=self.service.identity.header(revision), watch_id=watch_id, **fields)
         return response.SerializeToString()
 
     def send_events(self, watch: _Watch, revisions: Revisions) -> None:
@@ -426,9 +424,7 @@ class WatchStream:
         watch.feed.start()
 
     def _refuse(self, revision: int, reason: str) -> None:
-        self.outbox.put(
-            self._head(revision, INVALID_WATCH_ID, created=True, canceled=True, cancel_reason=reason)
-        )
+        self.outbox.put(self._head(revision, INVALID_WATCH_ID, created=True, canceled=True, cancel_reason=reason))
 
     def _cancel(self, watch_id: int) -> None:
         watch = self.watches.pop(watch_id, None)
@@ -443,9 +439,7 @@ class WatchStream:
         if self.watches.get(watch.id) is not watch:
             return
         del self.watches[watch.id]
-        self.outbox.put(
-            self._head(self._current(), watch.id, compact_revision=compact_revision, canceled=True)
-        )
+        self.outbox.put(self._head(self._current(), watch.id, compact_revision=compact_revision, canceled=True))
         self.answer_progress()
 
     # -- progress

@@ -15,7 +15,7 @@ HEADER_SIZE = 9
 class FrameLengthGuard:
     """Tracks frame boundaries in a connection's inbound bytes."""
 
-    __slots__ = ("_skip", "_header")
+    __slots__ = ("_header", "_skip")
 
     def __init__(self) -> None:
         self._skip = PREFACE_SIZE
@@ -36,7 +36,7 @@ class FrameLengthGuard:
             if end - offset < missing:
                 self._header += data[offset:]
                 return True
-            length = int.from_bytes((self._header + data[offset:offset + 3])[:3], "big")
+            length = int.from_bytes((self._header + data[offset : offset + 3])[:3], "big")
             offset += missing
             self._header = b""
             if length > limit:

@@ -31,7 +31,7 @@ class MessageReader:
     Errors are raised as :class:`GRPCError` with grpc-go's codes and texts.
     """
 
-    __slots__ = ("_buffer", "_limit", "_gzip")
+    __slots__ = ("_buffer", "_gzip", "_limit")
 
     def __init__(self, limit: int, encoding: bytes | None) -> None:
         self._buffer = bytearray()
@@ -65,7 +65,7 @@ class MessageReader:
                 stop = offset + PREFIX_SIZE + length
                 if stop > end:
                     break
-                payload = view[offset + PREFIX_SIZE:stop].tobytes()
+                payload = view[offset + PREFIX_SIZE : stop].tobytes()
                 if flag:
                     payload = self._decompress(flag, payload)
                 messages.append(payload)
@@ -94,7 +94,5 @@ class MessageReader:
                 f"grpc: received message after decompression larger than max ({self._limit})",
             )
         if not inflater.eof:
-            raise GRPCError(
-                StatusCode.INTERNAL, "grpc: failed to decompress the received message: unexpected EOF"
-            )
+            raise GRPCError(StatusCode.INTERNAL, "grpc: failed to decompress the received message: unexpected EOF")
         return message

@@ -30,10 +30,19 @@ _TIMEOUT_UNITS = {
     ord("n"): 1e-9,
 }
 # Request headers that are part of the protocol, not metadata handlers should see.
-_RESERVED = frozenset((
-    b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding",
-    b"grpc-message-type", b"grpc-status", b"grpc-message", b"grpc-status-details-bin",
-))
+_RESERVED = frozenset(
+    (
+        b"content-type",
+        b"te",
+        b"grpc-timeout",
+        b"grpc-encoding",
+        b"grpc-accept-encoding",
+        b"grpc-message-type",
+        b"grpc-status",
+        b"grpc-message",
+        b"grpc-status-details-bin",
+    )
+)
 _STATUS_VALUES = {code: str(int(code)).encode() for code in StatusCode}
 _PLAIN_MESSAGE = re.compile(rb"[\x20-\x24\x26-\x7e]*")
 _METADATA_NAME = re.compile(r"[0-9a-z_.\-]+")
@@ -44,8 +53,7 @@ Metadata = tuple[tuple[str, "str | bytes"], ...]
 class RequestRejected(Exception):
     """A request refused before any handler sees it, answered with one header block."""
 
-    def __init__(self, http_status: int, code: StatusCode, message: str,
-                 extra: Sequence[Header] = ()) -> None:
+    def __init__(self, http_status: int, code: StatusCode, message: str, extra: Sequence[Header] = ()) -> None:
         super().__init__(http_status, code, message)
         self.http_status = http_status
         self.code = code
@@ -96,7 +104,8 @@ def parse_request(headers: Iterable[Header]) -> RequestHead:
             encoding = value
     if not _is_grpc_content_type(content_type):
         raise RequestRejected(
-            415, StatusCode.INVALID_ARGUMENT,
+            415,
+            StatusCode.INVALID_ARGUMENT,
             f'invalid gRPC request content-type "{content_type.decode("latin-1")}"',
         )
     if bad_header is not None:
@@ -107,7 +116,8 @@ def parse_request(headers: Iterable[Header]) -> RequestHead:
         )
     if encoding is not None and encoding not in ACCEPTED_ENCODINGS:
         raise RequestRejected(
-            200, StatusCode.UNIMPLEMENTED,
+            200,
+            StatusCode.UNIMPLEMENTED,
             f'grpc: Decompressor is not installed for grpc-encoding "{encoding.decode("latin-1")}"',
             (ACCEPT_ENCODING,),
         )
@@ -148,9 +158,7 @@ def encode_message(message: str) -> bytes:
     raw = message.encode("utf-8")
     if _PLAIN_MESSAGE.fullmatch(raw):
         return raw
-    return b"".join(
-        bytes((byte,)) if 0x20 <= byte <= 0x7E and byte != 0x25 else b"%%%02X" % byte for byte in raw
-    )
+    return b"".join(bytes((byte,)) if 0x20 <= byte <= 0x7E and byte != 0x25 else b"%%%02X" % byte for byte in raw)
 
 
 def encode_metadata(pairs: Iterable[tuple[str, str | bytes]]) -> list[Header]:

@@ -212,7 +212,8 @@ class GRPCProtocol(Protocol):
         if self._pinged:
             self.log.info(
                 "Closing the connection from {peer}: no answer to a keepalive ping in {timeout} s",
-                peer=self._peer, timeout=factory.keepalive_timeout,
+                peer=self._peer,
+                timeout=factory.keepalive_timeout,
             )
             self.transport.abortConnection()
             return
@@ -366,7 +367,8 @@ class GRPCProtocol(Protocol):
             return events
         reset = {event.stream_id for event in endings if type(event) is StreamReset}
         return endings + [
-            event for event in events
+            event
+            for event in events
             if type(event) not in _ENDINGS and not (type(event) is RequestReceived and event.stream_id in reset)
         ]
 
@@ -446,17 +448,22 @@ class GRPCServerFactory(Factory):
     log = Logger()
     noisy = False
 
-    def __init__(self, registry: IMethodRegistry, reactor: IReactorTime, *,
-                 max_receive_message_length: int = 2 * MiB,
-                 initial_window_size: int = 1 * MiB,
-                 connection_window_size: int = 16 * MiB,
-                 max_concurrent_streams: int = 2**32 - 1,
-                 max_header_list_size: int = 64 * KiB,
-                 send_buffer: int = 64 * KiB,
-                 call_observer: CallObserver | None = None,
-                 abort_after: float = 5.0,
-                 keepalive_interval: float = KEEPALIVE_INTERVAL,
-                 keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        registry: IMethodRegistry,
+        reactor: IReactorTime,
+        *,
+        max_receive_message_length: int = 2 * MiB,
+        initial_window_size: int = 1 * MiB,
+        connection_window_size: int = 16 * MiB,
+        max_concurrent_streams: int = 2**32 - 1,
+        max_header_list_size: int = 64 * KiB,
+        send_buffer: int = 64 * KiB,
+        call_observer: CallObserver | None = None,
+        abort_after: float = 5.0,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    ) -> None:
         for name, value, low, high in (
             ("max_receive_message_length", max_receive_message_length, 0, 2**32 - 1),
             ("initial_window_size", initial_window_size, _DEFAULT_WINDOW, _MAX_STREAM_ID),
@@ -483,8 +490,10 @@ class GRPCServerFactory(Factory):
         # Outbound headers are ours (metadata is checked by encode_metadata): h2 need not
         # validate them again.  Inbound validation stays: clients are not trusted.
         self._h2_config = H2Configuration(
-            client_side=False, header_encoding=None,
-            validate_outbound_headers=False, normalize_outbound_headers=False,
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self._local_settings = {
             SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,

@@ -56,23 +56,43 @@ class MethodRegistry:
         self._methods: dict[str, Method] = {}
         self._services: set[str] = set()
 
-    def unary(self, path: str, handler: Callable[..., Any],
-              deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def unary(
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         """Register ``handler(request, call) -> response``."""
         self._add(path, CallKind.UNARY, handler, deserialize, serialize)
 
-    def server_stream(self, path: str, handler: Callable[..., Any],
-                      deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def server_stream(
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         """Register ``handler(request, call)`` that sends responses with ``call.send``."""
         self._add(path, CallKind.SERVER_STREAM, handler, deserialize, serialize)
 
-    def client_stream(self, path: str, handler: Callable[..., Any],
-                      deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def client_stream(
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         """Register ``handler(call) -> response`` that reads requests with ``call.receive``."""
         self._add(path, CallKind.CLIENT_STREAM, handler, deserialize, serialize)
 
-    def bidi(self, path: str, handler: Callable[..., Any],
-             deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def bidi(
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         """Register ``handler(call)`` that both receives and sends."""
         self._add(path, CallKind.BIDI, handler, deserialize, serialize)
 
@@ -92,8 +112,14 @@ class MethodRegistry:
             raise GRPCError(StatusCode.UNIMPLEMENTED, f"unknown method {name} for service {service}")
         raise GRPCError(StatusCode.UNIMPLEMENTED, f"unknown service {service}")
 
-    def _add(self, path: str, kind: CallKind, handler: Callable[..., Any],
-             deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def _add(
+        self,
+        path: str,
+        kind: CallKind,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         parts = split_path(path)
         if parts is None or not path.startswith("/") or not all(parts):
             raise ValueError(f"method path must look like /package.Service/Method, not {path!r}")

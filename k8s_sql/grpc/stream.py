@@ -55,15 +55,46 @@ class ServerCall:
     log = Logger()
 
     __slots__ = (
-        "method", "metadata", "peer", "deadline",
-        "_conn", "_id", "_method", "_limits", "_reactor", "_started", "_timer", "_state", "_code",
-        "_handler", "_reader", "_inbox", "_inbox_bytes", "_unacked", "_remote_closed", "_receiver",
-        "_out", "_out_bytes", "_partial", "_headers_sent", "_trailers", "_trailing", "_drains",
         "__weakref__",
+        "_code",
+        "_conn",
+        "_drains",
+        "_handler",
+        "_headers_sent",
+        "_id",
+        "_inbox",
+        "_inbox_bytes",
+        "_limits",
+        "_method",
+        "_out",
+        "_out_bytes",
+        "_partial",
+        "_reactor",
+        "_reader",
+        "_receiver",
+        "_remote_closed",
+        "_started",
+        "_state",
+        "_timer",
+        "_trailers",
+        "_trailing",
+        "_unacked",
+        "deadline",
+        "metadata",
+        "method",
+        "peer",
     )
 
-    def __init__(self, conn: GRPCProtocol, stream_id: int, method: Method, head: RequestHead,
-                 limits: CallLimits, reactor: IReactorTime, peer: Any) -> None:
+    def __init__(
+        self,
+        conn: GRPCProtocol,
+        stream_id: int,
+        method: Method,
+        head: RequestHead,
+        limits: CallLimits,
+        reactor: IReactorTime,
+        peer: Any,
+    ) -> None:
         self.method = method.path
         self.metadata = head.metadata
         self.peer = peer
@@ -230,8 +261,9 @@ class ServerCall:
             try:
                 payload = self._method.serialize(result)
             except Exception as e:
-                self.log.failure("Serializing the response of {method} failed", level=LogLevel.error,
-                                 method=self.method)
+                self.log.failure(
+                    "Serializing the response of {method} failed", level=LogLevel.error, method=self.method
+                )
                 self._finish(StatusCode.INTERNAL, f"grpc: error while marshaling: {e}")
                 return
             self._queue(payload)
@@ -242,8 +274,9 @@ class ServerCall:
         error = failure.value
         if self._state is not _OPEN:
             if not isinstance(error, (CancelledError, GRPCError)):
-                self.log.failure("Handler of {method} failed after its call ended", failure, level=LogLevel.error,
-                                 method=self.method)
+                self.log.failure(
+                    "Handler of {method} failed after its call ended", failure, level=LogLevel.error, method=self.method
+                )
             return
         if isinstance(error, GRPCError):
             self._finish(error.code, error.message)

@@ -30,8 +30,12 @@ class TLSConfigurationError(ValueError):
     """The TLS files or options cannot make a server context."""
 
 
-def server_options(cert_file: str | Path, key_file: str | Path, trusted_ca_file: str | Path | None = None,
-                   client_cert_auth: bool = False) -> CertificateOptions:
+def server_options(
+    cert_file: str | Path,
+    key_file: str | Path,
+    trusted_ca_file: str | Path | None = None,
+    client_cert_auth: bool = False,
+) -> CertificateOptions:
     """Build the server's TLS options from PEM files, as etcd's flags describe them.
 
     ``cert_file`` holds the server certificate, optionally followed by its intermediate
@@ -92,9 +96,15 @@ class TLSServerEndpoint:
         return self._wrapped.listen(factory)
 
 
-def server_endpoint(reactor: object, description: str, *, cert_file: str | Path | None = None,
-                    key_file: str | Path | None = None, trusted_ca_file: str | Path | None = None,
-                    client_cert_auth: bool = False) -> IStreamServerEndpoint:
+def server_endpoint(
+    reactor: object,
+    description: str,
+    *,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+    trusted_ca_file: str | Path | None = None,
+    client_cert_auth: bool = False,
+) -> IStreamServerEndpoint:
     """The endpoint a gRPC server listens on, from etcd-style flags.
 
     ``description`` is any Twisted server endpoint description (e.g.
@@ -145,6 +155,7 @@ class TLSEndpointParser:
 
 def _unparse(args: tuple[str, ...], kwargs: dict[str, str]) -> str:
     """Rebuild an endpoint description from parsed arguments."""
+
     def quote(text: str) -> str:
         return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 

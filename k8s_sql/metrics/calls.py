@@ -3,7 +3,8 @@ and the ``call_observer`` of ``GRPCServerFactory``."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
@@ -37,23 +38,43 @@ class InstrumentedRegistry:
         self.metrics = metrics
         self._labels: dict[str, tuple[str, str, str]] = {}
 
-    def unary(self, path: str, handler: Callable[..., Any],
-              deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def unary(
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         """Register a unary method (see ``IMethodRegistry``)."""
         self.registry.unary(path, handler, deserialize, serialize)
 
-    def server_stream(self, path: str, handler: Callable[..., Any],
-                      deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def server_stream(
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         """Register a server-streaming method (see ``IMethodRegistry``)."""
         self.registry.server_stream(path, handler, deserialize, serialize)
 
-    def client_stream(self, path: str, handler: Callable[..., Any],
-                      deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def client_stream(
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         """Register a client-streaming method (see ``IMethodRegistry``)."""
         self.registry.client_stream(path, handler, deserialize, serialize)
 
-    def bidi(self, path: str, handler: Callable[..., Any],
-             deserialize: Callable[[bytes], Any], serialize: Callable[[Any], bytes]) -> None:
+    def bidi(
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        deserialize: Callable[[bytes], Any],
+        serialize: Callable[[Any], bytes],
+    ) -> None:
         """Register a bidirectional-streaming method (see ``IMethodRegistry``)."""
         self.registry.bidi(path, handler, deserialize, serialize)
 

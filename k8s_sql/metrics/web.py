@@ -16,7 +16,8 @@ Scrapes and probes are not access-logged.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 from twisted.internet.defer import Deferred, ensureDeferred

@@ -11,6 +11,7 @@ Nothing here knows etcd.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,13 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS, platformTrust, trustRootFromCertificates
+from twisted.internet.ssl import (
+    Certificate,
+    PrivateCertificate,
+    optionsForClientTLS,
+    platformTrust,
+    trustRootFromCertificates,
+)
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -295,7 +302,9 @@ class ClientConnection(Protocol):
 
     def _expire(self, call: _Call) -> None:
         call.timer = None
-        self._end(call, Failure(GRPCError(StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")), ErrorCodes.CANCEL)
+        self._end(
+            call, Failure(GRPCError(StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")), ErrorCodes.CANCEL
+        )
         self._write()
 
     def _end(self, call: _Call, outcome: bytes | Failure, reset: ErrorCodes | None) -> None:
@@ -305,10 +314,8 @@ class ClientConnection(Protocol):
         if call.timer is not None and call.timer.active():
             call.timer.cancel()
         if reset is not None and self.transport is not None:
-            try:
+            with contextlib.suppress(H2Error):  # the stream closed in the meantime: nothing to reset
                 self._h2.reset_stream(call.stream_id, reset)
-            except H2Error:
-                pass  # the stream closed in the meantime: nothing to reset
         if self.closed_reason is not None and not self._calls and self.transport is not None:
             self.transport.loseConnection()
         if not call.result.called:
@@ -451,7 +458,9 @@ def _tls_options(hostname: str, ca_file: str | None, cert_file: str | None, key_
         trust = platformTrust()
     else:
         blocks = Path(ca_file).read_bytes().split(b"-----END CERTIFICATE-----")
-        authorities = [Certificate.loadPEM(block + b"-----END CERTIFICATE-----") for block in blocks if b"-----BEGIN" in block]
+        authorities = [
+            Certificate.loadPEM(block + b"-----END CERTIFICATE-----") for block in blocks if b"-----BEGIN" in block
+        ]
         if not authorities:
             raise ValueError(f"{ca_file} holds no PEM certificate")
         trust = trustRootFromCertificates(authorities)

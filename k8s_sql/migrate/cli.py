@@ -15,10 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any, Sequence, TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 from twisted.internet.task import react
-from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 from twisted.python import usage
 
 from k8s_sql import __version__
@@ -214,7 +221,11 @@ class Migration:
         if is_etcd(spec):
             options = self.options
             channel = channel_for(
-                self.reactor, spec, ca_file=options["etcd-cacert"], cert_file=options["etcd-cert"], key_file=options["etcd-key"]
+                self.reactor,
+                spec,
+                ca_file=options["etcd-cacert"],
+                cert_file=options["etcd-cert"],
+                key_file=options["etcd-key"],
             )
             self.resources.push_async_callback(channel.close)
             user, _, password = (options["etcd-user"] or "").partition(":")
@@ -249,7 +260,9 @@ async def copy_command(migration: Migration) -> None:
     sink = StoreSink(store, migration.reactor, replace=options["force"])
     header = await copy_snapshot(source, sink, migration.progress("copied"))
     target = redact(options["to"])
-    migration.say(f"copied {source.description} at revision {header.revision} into {target}, now at revision {sink.revision}")
+    migration.say(
+        f"copied {source.description} at revision {header.revision} into {target}, now at revision {sink.revision}"
+    )
     if options["verify"]:
         target_source = StoreSource(store, migration.reactor, f"database {target}")
         migration.report(await verify(source, target_source, migration.progress("verified"), header.revision), target)
@@ -277,7 +290,10 @@ async def import_command(migration: Migration) -> None:
     sink = StoreSink(store, migration.reactor, replace=options["force"])
     header = await copy_snapshot(reader, sink, migration.progress("imported"))
     target = redact(options["to"])
-    migration.say(f"imported {options['file']} ({header.source} at revision {header.revision}) into {target}, now at revision {sink.revision}")
+    migration.say(
+        f"imported {options['file']} ({header.source} at revision {header.revision}) into {target}, "
+        f"now at revision {sink.revision}"
+    )
     if options["verify"]:
         target_source = StoreSource(store, migration.reactor, f"database {target}")
         migration.report(await verify(reader, target_source, migration.progress("verified"), header.revision), target)
@@ -316,7 +332,7 @@ async def run(reactor: Any, options: Options, stream: TextIO) -> None:
             await COMMANDS[options.subCommand](migration)
     except (StoreError, GRPCError, DumpError, OSError, ValueError) as error:
         migration.say(f"k8s-sql-migrate {options.subCommand}: {explain(error)}")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

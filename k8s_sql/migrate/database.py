@@ -48,7 +48,9 @@ class StoreSource:
         if not self._leases_read:
             self._leases_read = True
             now = self._clock.seconds()
-            leases = tuple([await self.store.lease_time_to_live(lease, False, now) for lease in await self.store.leases()])
+            leases = tuple(
+                [await self.store.lease_time_to_live(lease, False, now) for lease in await self.store.leases()]
+            )
         if self._next is None:
             return Batch(leases) if leases else None
         page = await self.store.range(
@@ -82,7 +84,9 @@ class StoreSink:
         """Load the batch's leases, then its keys."""
         if batch.leases:
             now = self._clock.seconds()
-            await self._store.load_leases([Lease(lease.id, lease.granted_ttl, now + max(lease.ttl, 0)) for lease in batch.leases])
+            await self._store.load_leases(
+                [Lease(lease.id, lease.granted_ttl, now + max(lease.ttl, 0)) for lease in batch.leases]
+            )
         if batch.kvs:
             await self._store.load_keys(batch.kvs)
 

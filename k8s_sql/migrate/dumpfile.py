@@ -13,7 +13,8 @@ import os
 import sys
 import zlib
 from collections import deque
-from typing import Any, BinaryIO, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar
 
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
@@ -109,7 +110,7 @@ class DumpWriter:
         else:
             if not self._replace and os.path.exists(self.path):
                 raise FileExistsError(f"{self.path} exists; use --force to replace it")
-            raw = open(self._partial, "wb")
+            raw = open(self._partial, "wb")  # noqa: SIM115 (closed by close())
         compressed = self.path.endswith(".gz")
         file = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) if compressed else raw
         file.write(MAGIC)
@@ -221,7 +222,7 @@ class DumpReader:
         return self._records.popleft()
 
     def _open(self) -> BinaryIO | gzip.GzipFile:
-        raw: Any = sys.stdin.buffer if self.path == STANDARD_STREAM else open(self.path, "rb")
+        raw: Any = sys.stdin.buffer if self.path == STANDARD_STREAM else open(self.path, "rb")  # noqa: SIM115
         if raw.peek(2)[:2] == b"\x1f\x8b":
             return gzip.GzipFile(fileobj=raw, mode="rb")
         return raw

@@ -137,7 +137,9 @@ class RecordReader:
             raise DumpError(f"record {self._records + 1} cannot be decoded ({e}): the dump is damaged") from None
         kind = record.WhichOneof("record")
         if (kind == "header") != (self._records == 0):
-            raise DumpError("the dump does not start with its header" if self._records == 0 else "the dump has two headers")
+            raise DumpError(
+                "the dump does not start with its header" if self._records == 0 else "the dump has two headers"
+            )
         if kind == "trailer":
             if record.trailer.crc32 != self._crc:
                 raise DumpError("the dump's checksum does not match its contents: the dump is damaged")

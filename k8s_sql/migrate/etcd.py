@@ -77,7 +77,8 @@ class EtcdSource:
     async def open(self, revision: int = 0) -> SnapshotHeader:
         """Pin ``revision`` (0: the current one) and count the keys there."""
         counted = await self._call(
-            RANGE, rpc_pb2.RangeRequest(key=FIRST_KEY, range_end=ALL_FOLLOWING, count_only=True, revision=revision),
+            RANGE,
+            rpc_pb2.RangeRequest(key=FIRST_KEY, range_end=ALL_FOLLOWING, count_only=True, revision=revision),
             rpc_pb2.RangeResponse,
         )
         self._revision = revision or counted.header.revision
@@ -94,7 +95,9 @@ class EtcdSource:
             return Batch(leases) if leases else None
         page = await self._call(
             RANGE,
-            rpc_pb2.RangeRequest(key=self._next, range_end=ALL_FOLLOWING, limit=self._pager.limit, revision=self._revision),
+            rpc_pb2.RangeRequest(
+                key=self._next, range_end=ALL_FOLLOWING, limit=self._pager.limit, revision=self._revision
+            ),
             rpc_pb2.RangeResponse,
         )
         kvs = tuple(kv_of(message) for message in page.kvs)
@@ -106,7 +109,9 @@ class EtcdSource:
         listed = await self._call(LEASE_LEASES, rpc_pb2.LeaseLeasesRequest(), rpc_pb2.LeaseLeasesResponse)
         leases = []
         for status in sorted(listed.leases, key=lambda status: status.ID):
-            ttl = await self._call(LEASE_TIME_TO_LIVE, rpc_pb2.LeaseTimeToLiveRequest(ID=status.ID), rpc_pb2.LeaseTimeToLiveResponse)
+            ttl = await self._call(
+                LEASE_TIME_TO_LIVE, rpc_pb2.LeaseTimeToLiveRequest(ID=status.ID), rpc_pb2.LeaseTimeToLiveResponse
+            )
             leases.append(LeaseTimeToLive(status.ID, ttl.TTL, ttl.grantedTTL))
         return tuple(leases)
 
@@ -122,7 +127,12 @@ class EtcdSource:
                 metadata = [("token", self._token)] if self._token is not None else []
                 return await self._channel.unary(path, request, response_type, metadata=metadata, timeout=self._timeout)
             except GRPCError as e:
-                if e.code == StatusCode.UNAUTHENTICATED and e.message == INVALID_TOKEN and self._user and not reauthenticated:
+                if (
+                    e.code == StatusCode.UNAUTHENTICATED
+                    and e.message == INVALID_TOKEN
+                    and self._user
+                    and not reauthenticated
+                ):
                     self._token, reauthenticated = None, True
                     continue
                 if e.code != StatusCode.UNAVAILABLE or attempt >= self._attempts:
@@ -131,8 +141,10 @@ class EtcdSource:
 
     async def _authenticate(self) -> str:
         answer = await self._channel.unary(
-            AUTHENTICATE, rpc_pb2.AuthenticateRequest(name=self._user, password=self._password),
-            rpc_pb2.AuthenticateResponse, metadata=(), timeout=self._timeout,
+            AUTHENTICATE,
+            rpc_pb2.AuthenticateRequest(name=self._user, password=self._password),
+            rpc_pb2.AuthenticateResponse,
+            metadata=(),
+            timeout=self._timeout,
         )
         return answer.token
-

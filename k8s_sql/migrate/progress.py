@@ -20,7 +20,9 @@ class Progress:
     With ``interval`` ``None`` only the summary is written.
     """
 
-    def __init__(self, clock: IReactorTime, stream: TextIO, *, interval: float | None = 2.0, verb: str = "copied") -> None:
+    def __init__(
+        self, clock: IReactorTime, stream: TextIO, *, interval: float | None = 2.0, verb: str = "copied"
+    ) -> None:
         self._clock = clock
         self._stream = stream
         self._interval = interval

@@ -6,8 +6,8 @@ Keys are the store's ``KeyValue`` records; leases are ``LeaseTimeToLive`` record
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from k8s_sql.store.model import KeyValue, LeaseTimeToLive
 

@@ -19,7 +19,9 @@ from k8s_sql.store.model import LeaseTimeToLive
 EXPIRED = -1
 
 
-async def copy_snapshot(source: ISnapshotSource, sink: ISnapshotSink, progress: Progress, revision: int = 0) -> SnapshotHeader:
+async def copy_snapshot(
+    source: ISnapshotSource, sink: ISnapshotSink, progress: Progress, revision: int = 0
+) -> SnapshotHeader:
     """Copy ``source``'s snapshot at ``revision`` (0: its current one) into ``sink``; its header."""
     header = await source.open(revision)
     await sink.begin(header)

@@ -65,9 +65,7 @@ class _Cursor:
         self._kvs.popleft()
 
 
-async def verify(
-    source: ISnapshotSource, target: ISnapshotSource, progress: Progress, revision: int = 0
-) -> Report:
+async def verify(source: ISnapshotSource, target: ISnapshotSource, progress: Progress, revision: int = 0) -> Report:
     """Compare ``target``'s current snapshot with ``source``'s at ``revision`` (0: current)."""
     expected = await source.open(revision)
     actual = await target.open(0)
@@ -110,7 +108,9 @@ def _compare_leases(expected: dict[int, LeaseTimeToLive], actual: dict[int, Leas
         if found is None:
             report.problem(f"lease {lease.id} is missing from the target")
         elif found.granted_ttl != lease.granted_ttl:
-            report.problem(f"lease {lease.id} was granted {lease.granted_ttl} s in the source, {found.granted_ttl} s in the target")
+            report.problem(
+                f"lease {lease.id} was granted {lease.granted_ttl} s in the source, {found.granted_ttl} s in the target"
+            )
 
 
 def _difference(want: KeyValue, have: KeyValue) -> str:

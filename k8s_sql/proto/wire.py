@@ -8,7 +8,9 @@ records (``k8s_sql.migrate.dumpformat``).  Fields follow proto3: zero values lef
 from __future__ import annotations
 
 #: The varints of 0 to 2^14 - 1 (one or two bytes): lengths and small numbers, looked up.
-_SHORT = [bytes((value,)) for value in range(0x80)] + [bytes((value & 0x7F | 0x80, value >> 7)) for value in range(0x80, 0x4000)]
+_SHORT = [bytes((value,)) for value in range(0x80)] + [
+    bytes((value & 0x7F | 0x80, value >> 7)) for value in range(0x80, 0x4000)
+]
 
 
 def varint(value: int) -> bytes:
@@ -40,7 +42,13 @@ def bytes_field(tag: bytes, data: bytes) -> bytes:
 def key_value(key: bytes, create_revision: int, mod_revision: int, version: int, value: bytes, lease: int) -> bytes:
     """An encoded ``mvccpb.KeyValue`` (key 1, create_revision 2, mod_revision 3, version 4,
     value 5, lease 6)."""
-    return b"".join((
-        bytes_field(b"\x0a", key), int_field(b"\x10", create_revision), int_field(b"\x18", mod_revision),
-        int_field(b"\x20", version), bytes_field(b"\x2a", value), int_field(b"\x30", lease),
-    ))
+    return b"".join(
+        (
+            bytes_field(b"\x0a", key),
+            int_field(b"\x10", create_revision),
+            int_field(b"\x18", mod_revision),
+            int_field(b"\x20", version),
+            bytes_field(b"\x2a", value),
+            int_field(b"\x30", lease),
+        )
+    )

@@ -12,7 +12,7 @@ revision counter's lock and takes no revision.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from k8s_sql.store.errors import InvalidLoad, LeaseExists, LeaseNotFound, LeaseTTLTooLarge, NotEmpty
 from k8s_sql.store.leases import MAX_LEASE_TTL
@@ -82,7 +82,7 @@ def keys(executor: Executor, kvs: Sequence[KeyValue]) -> None:
     if len(_existing_leases(session, sorted(leases))) < len(leases):
         raise LeaseNotFound()
     revisions = sorted({kv.mod_revision for kv in kvs})
-    next_sub = {revision: 0 for revision in revisions}
+    next_sub = dict.fromkeys(revisions, 0)
     for chunk in _chunks(revisions):
         placeholders = ", ".join("?" * len(chunk))
         statement = f"SELECT revision, MAX(sub) FROM k8s_log WHERE revision IN ({placeholders}) GROUP BY revision"

@@ -56,4 +56,6 @@ def _event(row: tuple) -> Event:
         return Event(EventType.DELETE, KeyValue(key, mod_revision=revision), prev_kv)
     # A key created at this revision had no previous version, even if it was deleted earlier
     # in the same revision (as etcd, which looks prev_kv up only for non-create events).
-    return Event(EventType.PUT, KeyValue(key, create, revision, version, value, lease), prev_kv if create != revision else None)
+    return Event(
+        EventType.PUT, KeyValue(key, create, revision, version, value, lease), prev_kv if create != revision else None
+    )

@@ -16,7 +16,7 @@ real etcd's after the same requests.  Rows are read in batches inside one snapsh
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 import crc32c
 
@@ -44,7 +44,10 @@ _KEPT = (
     " ORDER BY c.revision, c.sub LIMIT ?"
 )
 #: Every row between the compaction point and the hashed revision.
-_RECENT = f"SELECT {_COLUMNS} FROM k8s_log c WHERE c.revision > ? AND c.revision <= ? AND {_AFTER} ORDER BY c.revision, c.sub LIMIT ?"
+_RECENT = (
+    f"SELECT {_COLUMNS} FROM k8s_log c WHERE c.revision > ? AND c.revision <= ? AND {_AFTER}"
+    " ORDER BY c.revision, c.sub LIMIT ?"
+)
 
 _EVERY_KEY = KeyRange.of(ALL_FOLLOWING, ALL_FOLLOWING)
 
@@ -84,7 +87,9 @@ def _rows(session: Session, statement: str, before: tuple, after: tuple) -> Iter
         position = (rows[-1][0], rows[-1][0], rows[-1][1])
 
 
-def encode(revision: int, sub: int, key: bytes, create: int, version: int, lease: int, value: bytes, deleted: int) -> bytes:
+def encode(
+    revision: int, sub: int, key: bytes, create: int, version: int, lease: int, value: bytes, deleted: int
+) -> bytes:
     """One log row as etcd stores it in bbolt: bucket key, then marshalled ``KeyValue``."""
     bucket_key = struct.pack(">Q", revision) + b"_" + struct.pack(">Q", sub)
     if deleted:

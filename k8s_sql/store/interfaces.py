@@ -8,7 +8,7 @@ never on a dialect.  ``IDialect`` is what differs between the databases the stor
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from zope.interface import Attribute, Interface
 
@@ -192,7 +192,9 @@ class IDialect(Interface):
 
     name = Attribute("The URL scheme this dialect serves: 'sqlite', 'mysql' or 'postgres'.")
     max_key_bytes = Attribute("The longest key the schema can store, in bytes.")
-    lock_suffix = Attribute("What makes a SELECT lock the rows it reads until commit ('' where writes are serialized anyway).")
+    lock_suffix = Attribute(
+        "What makes a SELECT lock the rows it reads until commit ('' where writes are serialized anyway)."
+    )
     tables_statement = Attribute("A query listing the names of the tables in the store's database or schema.")
 
     def sql(statement):

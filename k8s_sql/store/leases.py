@@ -31,7 +31,9 @@ def grant(executor: Executor, lease_id: int, ttl: int, now: float, rng: random.R
     elif reader.lease_exists(lease_id):
         raise LeaseExists()
     lease = Lease(lease_id, ttl, now + ttl)
-    executor.session.run("INSERT INTO k8s_lease (id, ttl, deadline) VALUES (?, ?, ?)", lease.id, lease.granted_ttl, lease.deadline)
+    executor.session.run(
+        "INSERT INTO k8s_lease (id, ttl, deadline) VALUES (?, ?, ?)", lease.id, lease.granted_ttl, lease.deadline
+    )
     return lease
 
 
@@ -74,7 +76,9 @@ def time_to_live(session: Session, lease_id: int, keys: bool, now: float) -> Lea
     row = session.one("SELECT ttl, deadline FROM k8s_lease WHERE id = ?", lease_id)
     if row is None or row[1] < now:
         return LeaseTimeToLive(lease_id, -1)
-    attached = tuple(r[0] for r in session.all("SELECT k FROM k8s_kv WHERE lease = ? ORDER BY k", lease_id)) if keys else ()
+    attached = (
+        tuple(r[0] for r in session.all("SELECT k FROM k8s_kv WHERE lease = ? ORDER BY k", lease_id)) if keys else ()
+    )
     return LeaseTimeToLive(lease_id, int(row[1] - now), row[0], attached)
 
 

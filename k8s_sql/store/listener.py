@@ -9,7 +9,8 @@ current revision, since announcements made meanwhile were lost.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer, threads
 from twisted.internet.error import ConnectionLost
@@ -98,7 +99,9 @@ class CommitListener:
         self._opening = None
         if self._stopped:
             return
-        self.log.warn("cannot listen for commits, retrying in {delay}s: {error}", delay=self._delay, error=failure.value)
+        self.log.warn(
+            "cannot listen for commits, retrying in {delay}s: {error}", delay=self._delay, error=failure.value
+        )
         self._start_later()
 
     def fileno(self) -> int:

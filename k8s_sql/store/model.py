@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +138,11 @@ class TxnRequest:
     """A guarded, atomic batch of operations, as etcd's Txn (nesting allowed)."""
 
     compare: tuple[Compare, ...] = ()
-    success: tuple["RequestOp", ...] = ()
-    failure: tuple["RequestOp", ...] = ()
+    success: tuple[RequestOp, ...] = ()
+    failure: tuple[RequestOp, ...] = ()
 
 
-RequestOp = Union[RangeRequest, PutRequest, DeleteRangeRequest, TxnRequest]
+RequestOp = RangeRequest | PutRequest | DeleteRangeRequest | TxnRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +178,10 @@ class TxnResponse:
 
     revision: int
     succeeded: bool = False
-    responses: tuple["ResponseOp", ...] = field(default_factory=tuple)
+    responses: tuple[ResponseOp, ...] = field(default_factory=tuple)
 
 
-ResponseOp = Union[RangeResponse, PutResponse, DeleteRangeResponse, TxnResponse]
+ResponseOp = RangeResponse | PutResponse | DeleteRangeResponse | TxnResponse
 
 
 @dataclass(frozen=True, slots=True)

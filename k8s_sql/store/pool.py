@@ -12,7 +12,8 @@ persists, is reported as ``Unavailable``, naming the database without its passwo
 from __future__ import annotations
 
 import importlib
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task, threads
@@ -48,7 +49,9 @@ def load_dialect(url: DatabaseURL) -> IDialect:
     try:
         module = importlib.import_module(f"k8s_sql.store.dialects.{url.backend}")
     except ImportError as error:
-        raise ValueError(f"the {url.backend} backend needs its driver: pip install 'k8s-sql[{url.backend}]' ({error})")
+        raise ValueError(
+            f"the {url.backend} backend needs its driver: pip install 'k8s-sql[{url.backend}]' ({error})"
+        ) from None
     return module.Dialect(url)
 
 
@@ -73,7 +76,9 @@ class Database:
         self.dialect = load_dialect(url)
         self.reactor = reactor
         self._writer = self.dialect.connection_pool(reactor, True, url.integer("writers", WRITERS))
-        self._reader = self.dialect.connection_pool(reactor, False, url.integer("readers", self.dialect.default_readers))
+        self._reader = self.dialect.connection_pool(
+            reactor, False, url.integer("readers", self.dialect.default_readers)
+        )
         self._reads = ReadQueue(reactor, self._reader.max, lambda group: defer.ensureDeferred(self._read_group(group)))
         self._closed = False
         self._observers: list[TransactionObserver] = []

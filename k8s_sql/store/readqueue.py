@@ -11,7 +11,8 @@ which saves a thread hop, a snapshot and a commit per read.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -31,7 +32,7 @@ GroupRunner = Callable[[list[Read]], "defer.Deferred[list[Any]]"]
 class _Waiting:
     """A read waiting for its group, and the Deferred its caller awaits."""
 
-    __slots__ = ("read", "done")
+    __slots__ = ("done", "read")
 
     def __init__(self, read: Read, cancel: Callable[[defer.Deferred], None]) -> None:
         self.read = read

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from typing import Callable
+from collections.abc import Callable
 
 from k8s_sql.store.errors import Compacted, FutureRevision
 from k8s_sql.store.keys import KeyRange
@@ -31,9 +31,7 @@ from k8s_sql.store.session import Session
 WHERE = {"one": "{t}k = ?", "from": "{t}k >= ?", "between": "{t}k >= ? AND {t}k < ?"}
 
 #: The current revision and the last compaction, read together.
-HEADER = (
-    "SELECT r.revision, m.value FROM k8s_revision r, k8s_meta m WHERE r.id = 1 AND m.name = 'compact_revision'"
-)
+HEADER = "SELECT r.revision, m.value FROM k8s_revision r, k8s_meta m WHERE r.id = 1 AND m.name = 'compact_revision'"
 
 SELECT_KV = "SELECT k, create_revision, mod_revision, version, lease, sub{value} FROM k8s_kv WHERE {where} ORDER BY k"
 CURRENT = {
@@ -96,7 +94,12 @@ class Reader:
             return RangeResponse(header, count=self.count(keys, at))
         order, target = request.sort_order, request.sort_target
         filtered = order != SortOrder.NONE or any(
-            (request.min_mod_revision, request.max_mod_revision, request.min_create_revision, request.max_create_revision)
+            (
+                request.min_mod_revision,
+                request.max_mod_revision,
+                request.min_create_revision,
+                request.max_create_revision,
+            )
         )
         fetch = request.limit + 1 if request.limit > 0 and not filtered else 0
         kvs, count = self.fetch(keys, at, fetch, values=not request.keys_only or target == SortTarget.VALUE)
@@ -139,7 +142,9 @@ class Reader:
 
     def compare(self, compare: Compare) -> bool:
         """Whether every key in the compare's range passes it (etcd's ``applyCompare``)."""
-        kvs, _ = self.fetch(KeyRange.of(compare.key, compare.range_end), self.revision, 0, compare.target == CompareTarget.VALUE)
+        kvs, _ = self.fetch(
+            KeyRange.of(compare.key, compare.range_end), self.revision, 0, compare.target == CompareTarget.VALUE
+        )
         if not kvs:
             return compare.target != CompareTarget.VALUE and _holds(compare, KeyValue(compare.key))
         return all(_holds(compare, kv) for kv in kvs)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -23,8 +24,8 @@ from k8s_sql.store.model import (
     DeleteRangeRequest,
     DeleteRangeResponse,
     Event,
-    KVHash,
     KeyValue,
+    KVHash,
     Lease,
     LeaseTimeToLive,
     PutRequest,
@@ -240,11 +241,8 @@ class SQLStore:
     @_deferred
     async def expire_leases(self, now: float, limit: int) -> list[int]:
         """Revoke up to ``limit`` leases expired at ``now``, each in its own revision."""
-        revoked = []
-        for lease_id in await self.database.read(leases.expired, now, limit):
-            if await self._write(leases.expire, lease_id, now):
-                revoked.append(lease_id)
-        return revoked
+        expired = await self.database.read(leases.expired, now, limit)
+        return [lease_id for lease_id in expired if await self._write(leases.expire, lease_id, now)]
 
     @_deferred
     async def begin_load(self, revision: int, replace: bool) -> int:
@@ -355,7 +353,9 @@ class SQLStore:
                     response, revision = await self.database.write(self._locked, batch[0].operation, batch[0].args)
                     responses = [response]
                 else:
-                    responses, revision = await self.database.write(self._batched, [(w.operation, w.args) for w in batch])
+                    responses, revision = await self.database.write(
+                        self._batched, [(w.operation, w.args) for w in batch]
+                    )
             except BatchFailure as failed:
                 batch.pop(failed.index).answer(Failure(failed.error))
                 continue
@@ -366,7 +366,7 @@ class SQLStore:
                 return
             if revision is not None:
                 self._committed(revision)
-            for write, response in zip(batch, responses):
+            for write, response in zip(batch, responses, strict=False):
                 write.answer(response)
             return
 
@@ -375,7 +375,9 @@ class SQLStore:
         (response,), revision = self._batched(session, [(operation, args)])
         return response, revision
 
-    def _batched(self, session: Session, writes: Sequence[tuple[Callable[..., Any], tuple]]) -> tuple[list[Any], int | None]:
+    def _batched(
+        self, session: Session, writes: Sequence[tuple[Callable[..., Any], tuple]]
+    ) -> tuple[list[Any], int | None]:
         responses, revision = apply(session, writes)
         if revision is not None:
             session.dialect.announce(session.cursor, self._channel, revision)
@@ -390,7 +392,8 @@ class SQLStore:
 
     def _check_key(self, key: bytes) -> None:
         if len(key) > self.database.dialect.max_key_bytes:
-            raise RequestTooLarge(f"keys longer than {self.database.dialect.max_key_bytes} bytes do not fit in {self.database.dialect.name}")
+            dialect = self.database.dialect
+            raise RequestTooLarge(f"keys longer than {dialect.max_key_bytes} bytes do not fit in {dialect.name}")
 
     def _check_txn_keys(self, request: TxnRequest) -> None:
         for op in request.success + request.failure:

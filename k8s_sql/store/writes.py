@@ -10,7 +10,8 @@ writes in one transaction, each with an executor and a revision of its own.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from k8s_sql.store.errors import FutureRevision, KeyNotFound, LeaseNotFound, StoreError
 from k8s_sql.store.keys import KeyRange
@@ -26,7 +27,7 @@ from k8s_sql.store.model import (
     TxnRequest,
     TxnResponse,
 )
-from k8s_sql.store.reads import WHERE, CURRENT, HEADER, Reader, current_row
+from k8s_sql.store.reads import CURRENT, HEADER, WHERE, Reader, current_row
 from k8s_sql.store.session import Session
 
 T = TypeVar("T")
@@ -217,7 +218,9 @@ class Executor:
     def _check_write(self, op: RequestOp) -> None:
         if not isinstance(op, PutRequest):
             return
-        if (op.ignore_value or op.ignore_lease) and not self.reader.fetch(KeyRange.of(op.key, b""), self.begin, 0, False)[0]:
+        if (op.ignore_value or op.ignore_lease) and not self.reader.fetch(
+            KeyRange.of(op.key, b""), self.begin, 0, False
+        )[0]:
             raise KeyNotFound()
         self._require_lease(op.lease)
 

@@ -12,7 +12,7 @@ have been compacted past the revision it needs, the feed stops and says so.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.python.failure import Failure
@@ -36,7 +36,7 @@ class IFeedConsumer(Interface):
     def has_room() -> bool:
         """Whether events may be delivered now; if not, the feed falls behind."""
 
-    def room() -> "Deferred[None]":
+    def room() -> Deferred[None]:
         """Fire once deliveries may resume."""
 
     def deliver(revisions: Revisions) -> None:

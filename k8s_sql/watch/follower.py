@@ -10,8 +10,8 @@ it never stops the follower.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import groupby
-from typing import Callable, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
@@ -35,10 +35,10 @@ DEFAULT_RETRY_INTERVAL = 1.0
 class IFollower(Interface):
     """What watch streams may ask of the follower."""
 
-    def poke(revision: Optional[int] = None) -> None:
+    def poke(revision: int | None = None) -> None:
         """Read the log soon: a commit took ``revision`` (``None``: something may be new)."""
 
-    def sync() -> "Deferred[None]":
+    def sync() -> Deferred[None]:
         """Fire once a read of the log that began after this call has reached its end.
 
         It also fires when that read failed or the follower stopped; callers check the
@@ -111,7 +111,7 @@ class Follower(Service):
         self._release(self._waiting)
         self._waiting = []
 
-    def poke(self, revision: Optional[int] = None) -> None:
+    def poke(self, revision: int | None = None) -> None:
         """Read the log soon, unless ``revision`` has been published already."""
         if not self.running or (revision is not None and revision <= self._hub.revision):
             return

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -30,7 +30,7 @@ class KeyRange:
     end: bytes | None
 
     @classmethod
-    def single(cls, key: bytes) -> "KeyRange":
+    def single(cls, key: bytes) -> KeyRange:
         """The range holding ``key`` alone."""
         return cls(key, key + b"\x00")
 
@@ -81,7 +81,7 @@ class IWatchHub(Interface):
     def resync(revision: int) -> None:
         """Jump to ``revision`` without publishing what came before; every watcher is told."""
 
-    def reached(revision: int) -> "Deferred[int]":
+    def reached(revision: int) -> Deferred[int]:
         """Fire with the hub's revision once it is at least ``revision``."""
 
     def __len__() -> int:
@@ -190,7 +190,9 @@ class WatchHub:
         try:
             watcher.publish(revision, events)
         except Exception:
-            self.log.failure("Watcher {watcher!r} failed to take revision {revision}", watcher=watcher, revision=revision)
+            self.log.failure(
+                "Watcher {watcher!r} failed to take revision {revision}", watcher=watcher, revision=revision
+            )
 
     def resync(self, revision: int) -> None:
         """Jump to ``revision``; every watcher is told that it may have missed revisions."""

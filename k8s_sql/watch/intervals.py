@@ -20,7 +20,7 @@ def _wider(a: bytes | None, b: bytes | None) -> bytes | None:
     return a if a >= b else b
 
 
-def _compare(start: bytes, end: bytes | None, node: "_Node[T]") -> int:
+def _compare(start: bytes, end: bytes | None, node: _Node[T]) -> int:
     """-1, 0 or 1 as ``[start, end)`` sorts before, equal to or after the node's range."""
     if start != node.start:
         return -1 if start < node.start else 1
@@ -36,7 +36,7 @@ def _compare(start: bytes, end: bytes | None, node: "_Node[T]") -> int:
 class _Node(Generic[T]):
     """One stored range, its value and the AVL bookkeeping of its subtree."""
 
-    __slots__ = ("start", "end", "value", "left", "right", "height", "reach")
+    __slots__ = ("end", "height", "left", "reach", "right", "start", "value")
 
     def __init__(self, start: bytes, end: bytes | None, value: T) -> None:
         self.start = start

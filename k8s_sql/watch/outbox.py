@@ -11,7 +11,7 @@ canceled, progress) are always accepted.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure

@@ -10,7 +10,7 @@ event) instead of N.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import importlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from twisted.enterprise import adbapi
 from zope.interface import implementer

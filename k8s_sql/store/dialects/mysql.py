@@ -10,12 +10,14 @@ limited by InnoDB's 3072-byte index keys; values are ``LONGBLOB``, limited by th
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pymysql
 from pymysql.constants import ER
 
-from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
+from k8s_sql.store.dialects.base import Dialect as BaseDialect
+from k8s_sql.store.dialects.base import Fault
 from k8s_sql.store.errors import Unavailable
 from k8s_sql.store.model import DatabaseSize
 from k8s_sql.store.schema import KEY_INDEX, TABLES

@@ -11,13 +11,15 @@ as they happen.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 
-from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
+from k8s_sql.store.dialects.base import Dialect as BaseDialect
+from k8s_sql.store.dialects.base import Fault
 from k8s_sql.store.listener import CommitListener
 from k8s_sql.store.model import DatabaseSize
 from k8s_sql.store.schema import TABLES
@@ -32,7 +34,7 @@ SCHEMA_LOCK = 0x6B38735F73716C
 _RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 #: How the listening connection notices a silently dead server.
-_KEEPALIVES = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
 class Dialect(BaseDialect):
@@ -46,9 +48,19 @@ class Dialect(BaseDialect):
     real_type = "DOUBLE PRECISION"
     known_options = frozenset(
         {
-            "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "application_name", "options",
-            "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval",
-            "keepalives_count", "tcp_user_timeout",
+            "sslmode",
+            "sslrootcert",
+            "sslcert",
+            "sslkey",
+            "sslpassword",
+            "application_name",
+            "options",
+            "target_session_attrs",
+            "keepalives",
+            "keepalives_idle",
+            "keepalives_interval",
+            "keepalives_count",
+            "tcp_user_timeout",
         }
     )
 
@@ -134,6 +146,8 @@ class Dialect(BaseDialect):
 
     async def listen(self, reactor: Any, channel: str, observer: Callable[[int], None]) -> CommitListener:
         """Listen on a dedicated connection."""
-        listener = CommitListener(reactor, lambda: psycopg.connect(self.conninfo(**_KEEPALIVES), autocommit=True), channel, observer)
+        listener = CommitListener(
+            reactor, lambda: psycopg.connect(self.conninfo(**_KEEPALIVES), autocommit=True), channel, observer
+        )
         await listener.start()
         return listener

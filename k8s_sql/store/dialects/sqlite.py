@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from k8s_sql.store.dialects.base import Dialect as BaseDialect, Fault
+from k8s_sql.store.dialects.base import Dialect as BaseDialect
+from k8s_sql.store.dialects.base import Fault
 from k8s_sql.store.model import DatabaseSize
 from k8s_sql.store.session import Session
 
