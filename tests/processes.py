@@ -109,7 +109,6 @@ class K8sSQL(ServerProcess):
     ) -> None:
         super().__init__(
             [sys.executable, *python_options, "-m", "k8s_sql", "--listen", "tcp:0:interface=127.0.0.1", "--endpoint", database_url, *arguments],
-            env={"PYTHONPATH": str(SOURCE_ROOT)},
             cwd=cwd,
         )
         match = self.wait_for_output(r"serving the etcd API on (127\.0\.0\.1:\d+)")

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from prometheus_client.parser import text_string_to_metric_families
 
 from k8s_sql.service import K8sSQLService, ServerConfig
-from tests.processes import SOURCE_ROOT, ServerProcess
+from tests.processes import ServerProcess
 
 Run = Callable[..., Any]
 #: The twistd script installed beside this Python.
@@ -156,7 +156,7 @@ class DatabaseProxy:
 
 
 class Twistd(ServerProcess):
-    """``twistd -n k8s-sql`` in a child process, the plugin found through ``PYTHONPATH``."""
+    """``twistd -n k8s-sql`` in a child process, the plugin found in the installed package."""
 
     def __init__(self, *arguments: str, cwd: str) -> None:
-        super().__init__([TWISTD, "-n", "--pidfile=", "k8s-sql", *arguments], env={"PYTHONPATH": str(SOURCE_ROOT)}, cwd=cwd)
+        super().__init__([TWISTD, "-n", "--pidfile=", "k8s-sql", *arguments], cwd=cwd)

@@ -4,6 +4,7 @@ etcdctl, stopping on SIGTERM with status 0, refusing bad options before listenin
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import socket
@@ -18,7 +19,7 @@ import pytest
 from k8s_sql.proto import rpc_pb2
 from tests.etcdclient import EtcdClient
 from tests.ops.support import TWISTD, Twistd, scrape
-from tests.processes import SOURCE_ROOT, ServerProcess, etcdctl, free_port
+from tests.processes import ServerProcess, etcdctl, free_port
 
 #: The console script installed beside this Python.
 K8S_SQL = str(Path(sys.executable).parent / "k8s-sql")
@@ -179,11 +180,20 @@ def test_bad_options_one_line_and_a_non_zero_status_before_listening(arguments: 
 @pytest.mark.parametrize(("arguments", "message"), BAD_OPTIONS[1:3])
 def test_twistd_refuses_bad_options_too(arguments: list[str], message: str, tmp_path: Path) -> None:
     result = subprocess.run([TWISTD, "-n", "--pidfile=", "k8s-sql", *arguments], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=60, env={"PYTHONPATH": str(SOURCE_ROOT)})
+                            cwd=tmp_path, timeout=60)
     assert result.returncode == 1
     # twistd prints the usage first, then the error on the last line.
     assert message in result.stdout.splitlines()[-1]
     assert not (tmp_path / "k8s-sql.db").exists()
+
+
+def test_twistd_finds_the_plugin_in_the_installed_package(tmp_path: Path) -> None:
+    # No PYTHONPATH and a working directory outside the checkout: the plugin comes from the
+    # install the tests run on (an editable one in the README's test command).
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    result = subprocess.run([TWISTD, "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=60, env=environment)
+    assert result.returncode == 0
+    assert any(line.split()[:1] == ["k8s-sql"] for line in result.stdout.splitlines()), result.stdout
 
 
 def test_help_and_version() -> None:

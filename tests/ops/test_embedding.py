@@ -22,8 +22,7 @@ def example(name: str) -> str:
 def test_the_embedded_program(tmp_path: Path) -> None:
     program = tmp_path / "embedded.py"
     program.write_text(example("embedded.py"))
-    process = ServerProcess([sys.executable, str(program), f"sqlite:///{tmp_path}/state.db"],
-                            env={"PYTHONPATH": str(SOURCE_ROOT)}, cwd=str(tmp_path))
+    process = ServerProcess([sys.executable, str(program), f"sqlite:///{tmp_path}/state.db"], cwd=str(tmp_path))
     try:
         endpoint = process.wait_for_output(r"^etcd API on http://(127\.0\.0\.1:\d+)$").group(1)
         # The application's own write, made through the store, served to etcdctl.
@@ -39,8 +38,7 @@ def test_the_tac_file_under_twistd(tmp_path: Path) -> None:
     port = free_port()
     tac = tmp_path / "k8s-sql.tac"
     tac.write_text(example("k8s-sql.tac").replace("tcp:2379:", f"tcp:{port}:"))
-    process = ServerProcess([TWISTD, "-ny", str(tac), "--pidfile="], env={"PYTHONPATH": str(SOURCE_ROOT)},
-                            cwd=str(tmp_path))
+    process = ServerProcess([TWISTD, "-ny", str(tac), "--pidfile="], cwd=str(tmp_path))
     try:
         process.wait_for_output(rf"serving the etcd API on 127\.0\.0\.1:{port}")
         assert etcdctl(f"127.0.0.1:{port}", "put", "tac", "ok").stdout == "OK\n"
