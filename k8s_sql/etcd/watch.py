@@ -41,10 +41,11 @@ from k8s_sql.proto import rpc_pb2
 from k8s_sql.proto.wire import varint
 from k8s_sql.store.errors import StoreError
 from k8s_sql.store.interfaces import IChangeLog
+from k8s_sql.store.keys import KeyRange
 from k8s_sql.store.model import Event, EventType
 from k8s_sql.watch.feed import ALL_EVENTS, Feed, IFeedConsumer, Revisions
 from k8s_sql.watch.follower import IFollower
-from k8s_sql.watch.hub import IWatchHub, KeyRange
+from k8s_sql.watch.hub import IWatchHub
 from k8s_sql.watch.outbox import Outbox
 from k8s_sql.watch.reads import SharedReads
 
@@ -125,18 +126,6 @@ class EncodedEvents:
                 _, (_, dropped) = self._kept.popitem(last=False)
                 self._size -= len(dropped)
         return encoded
-
-
-def _key_range(key: bytes, range_end: bytes) -> KeyRange | None:
-    """The keys a create request watches, as etcd reads it; ``None`` when empty."""
-    key = key or b"\x00"
-    if not range_end:
-        return KeyRange.single(key)
-    if range_end == b"\x00":
-        return KeyRange(key, None)
-    if key >= range_end:
-        return None
-    return KeyRange(key, range_end)
 
 
 def _as_is(response: bytes) -> bytes:
@@ -392,11 +381,12 @@ class WatchStream:
     async def _create(self, request: rpc_pb2.WatchCreateRequest) -> None:
         current = await store_call(self.service.store.current_revision())
         self._known_revision = max(self._known_revision, current)
-        key_range = _key_range(request.key, request.range_end)
+        # An empty key is the lowest key there is, as in etcd's watch.
+        key_range = KeyRange.of(request.key or b"\0", request.range_end)
         if request.start_revision < 0:
             self._refuse(current, COMPACTED.message)
             return
-        if key_range is None:
+        if key_range.empty:
             self._refuse(current, EMPTY_RANGE)
             return
         watch_id = request.watch_id

@@ -20,8 +20,9 @@ from zope.interface import Interface, implementer
 
 from k8s_sql.store.errors import Compacted
 from k8s_sql.store.interfaces import IChangeLog
+from k8s_sql.store.keys import KeyRange
 from k8s_sql.store.model import Event, EventType
-from k8s_sql.watch.hub import IWatcher, IWatchHub, KeyRange
+from k8s_sql.watch.hub import IWatcher, IWatchHub
 
 #: Every kind of event; a feed may be limited to some.
 ALL_EVENTS = frozenset(EventType)

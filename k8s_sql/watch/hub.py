@@ -12,36 +12,14 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from k8s_sql.store.keys import KeyRange
 from k8s_sql.store.model import Event
 from k8s_sql.watch.intervals import IntervalIndex
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRange:
-    """The keys ``start <= key < end``; ``end`` ``None`` means every key from ``start`` on."""
-
-    start: bytes
-    end: bytes | None
-
-    @classmethod
-    def single(cls, key: bytes) -> KeyRange:
-        """The range holding ``key`` alone."""
-        return cls(key, key + b"\x00")
-
-    @property
-    def is_single(self) -> bool:
-        """Whether the range holds exactly one key."""
-        return self.end == self.start + b"\x00"
-
-    def __contains__(self, key: object) -> bool:
-        assert isinstance(key, bytes)
-        return self.start <= key and (self.end is None or key < self.end)
 
 
 class IWatcher(Interface):
@@ -114,7 +92,7 @@ class WatchHub:
         """Register ``watcher`` for the keys of ``key_range``."""
         self.remove(watcher)
         self._ranges[watcher] = key_range
-        if key_range.is_single:
+        if key_range.single:
             self._keys.setdefault(key_range.start, {})[watcher] = None
         else:
             group = self._groups.get(key_range.start, key_range.end)
@@ -130,7 +108,7 @@ class WatchHub:
         key_range = self._ranges.pop(watcher, None)
         if key_range is None:
             return
-        if key_range.is_single:
+        if key_range.single:
             watchers = self._keys[key_range.start]
             del watchers[watcher]
             if not watchers:

@@ -13,7 +13,8 @@ from k8s_sql.store.errors import Unavailable
 from k8s_sql.store.model import EventType
 from k8s_sql.watch.feed import ALL_EVENTS, Feed, IFeedConsumer, Revisions
 from k8s_sql.watch.follower import Follower
-from k8s_sql.watch.hub import IWatcher, KeyRange, WatchHub
+from k8s_sql.store.keys import KeyRange
+from k8s_sql.watch.hub import IWatcher, WatchHub
 from tests.watch.doubles import MemoryLog
 
 
@@ -115,7 +116,7 @@ def test_commits_during_the_replay_are_neither_lost_nor_repeated() -> None:
     for _ in range(3):
         world.log.write((b"k", b"v"))
         world.log.answer()
-    feed, consumer = world.feed(KeyRange.single(b"k"), 2, batch_size=1)
+    feed, consumer = world.feed(KeyRange.one(b"k"), 2, batch_size=1)
     # The feed's first read is in flight; the follower publishes two more revisions.
     world.log.write((b"k", b"v"))
     world.log.write((b"k", b"v"))

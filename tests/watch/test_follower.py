@@ -12,7 +12,8 @@ from zope.interface.verify import verifyObject
 
 from k8s_sql.store.model import Event
 from k8s_sql.watch.follower import Follower, IFollower
-from k8s_sql.watch.hub import IWatcher, KeyRange, WatchHub
+from k8s_sql.store.keys import KeyRange
+from k8s_sql.watch.hub import IWatcher, WatchHub
 from tests.watch.doubles import MemoryLog
 
 

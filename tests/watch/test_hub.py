@@ -9,7 +9,8 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from k8s_sql.store.model import Event, EventType, KeyValue
-from k8s_sql.watch.hub import IWatcher, IWatchHub, KeyRange, WatchHub
+from k8s_sql.store.keys import KeyRange
+from k8s_sql.watch.hub import IWatcher, IWatchHub, WatchHub
 
 
 def put(key: bytes, revision: int) -> Event:
@@ -38,19 +39,10 @@ def test_interfaces() -> None:
     verifyObject(IWatcher, Recorder())
 
 
-def test_key_range() -> None:
-    single = KeyRange.single(b"a")
-    assert single.is_single and b"a" in single and b"a\x00" not in single and b"" not in single
-    prefix = KeyRange(b"a/", b"a0")
-    assert not prefix.is_single and b"a/x" in prefix and b"a0" not in prefix and b"a" not in prefix
-    open_ended = KeyRange(b"m", None)
-    assert b"zzz" in open_ended and b"l" not in open_ended
-
-
 def test_events_reach_matching_watchers_only() -> None:
     hub = WatchHub(1)
     exact, prefix, everything, other = Recorder(), Recorder(), Recorder(), Recorder()
-    hub.add(exact, KeyRange.single(b"/a/1"))
+    hub.add(exact, KeyRange.one(b"/a/1"))
     hub.add(prefix, KeyRange(b"/a/", b"/a0"))
     hub.add(everything, KeyRange(b"\x00", None))
     hub.add(other, KeyRange(b"/b/", b"/b0"))
@@ -79,7 +71,7 @@ def test_an_event_touches_only_the_watchers_it_matches() -> None:
     bystanders = [Recorder() for _ in range(1000)]
     for number, watcher in enumerate(bystanders):
         if number % 2:
-            hub.add(watcher, KeyRange.single(b"/key/%04d" % number))
+            hub.add(watcher, KeyRange.one(b"/key/%04d" % number))
         else:
             hub.add(watcher, KeyRange(b"/range/%04d/" % number, b"/range/%04d0" % number))
     same_range = [Recorder() for _ in range(3)]
@@ -96,7 +88,7 @@ def test_removed_watchers_receive_nothing_and_empty_groups_go() -> None:
     first, second, single = Recorder(), Recorder(), Recorder()
     hub.add(first, KeyRange(b"a", b"b"))
     hub.add(second, KeyRange(b"a", b"b"))
-    hub.add(single, KeyRange.single(b"a"))
+    hub.add(single, KeyRange.one(b"a"))
     hub.remove(first)
     hub.remove(single)
     hub.remove(single)
@@ -120,8 +112,8 @@ def test_watcher_removed_during_publication_is_skipped() -> None:
             hub.remove(victim)
 
     remover = Remover()
-    hub.add(remover, KeyRange.single(b"k"))
-    hub.add(victim, KeyRange.single(b"k"))
+    hub.add(remover, KeyRange.one(b"k"))
+    hub.add(victim, KeyRange.one(b"k"))
     hub.publish(2, [put(b"k", 2)])
     assert remover.received == [(2, [b"k"])]
     assert victim.received == []
@@ -140,7 +132,7 @@ def test_watcher_added_during_publication_gets_that_revision() -> None:
             seen_revision.append(hub.revision)
             hub.add(late, KeyRange(b"k", None))
 
-    hub.add(Adder(), KeyRange.single(b"k"))
+    hub.add(Adder(), KeyRange.one(b"k"))
     hub.publish(2, [put(b"k", 2), put(b"z", 2), put(b"a", 2)])
     assert seen_revision == [1]
     assert late.received == [(2, [b"k", b"z"])]
@@ -159,8 +151,8 @@ def test_a_failing_watcher_does_not_cost_others_their_events() -> None:
     logged: list[dict] = []
     hub.log = Logger(observer=logged.append)
     healthy = Recorder()
-    hub.add(Broken(), KeyRange.single(b"k"))
-    hub.add(healthy, KeyRange.single(b"k"))
+    hub.add(Broken(), KeyRange.one(b"k"))
+    hub.add(healthy, KeyRange.one(b"k"))
     hub.publish(2, [put(b"k", 2)])
     assert healthy.received == [(2, [b"k"])]
     assert hub.revision == 2
@@ -170,7 +162,7 @@ def test_a_failing_watcher_does_not_cost_others_their_events() -> None:
 def test_resync_tells_every_watcher() -> None:
     hub = WatchHub(0)
     watchers = [Recorder(), Recorder()]
-    hub.add(watchers[0], KeyRange.single(b"a"))
+    hub.add(watchers[0], KeyRange.one(b"a"))
     hub.add(watchers[1], KeyRange(b"b", None))
     hub.resync(7)
     assert hub.revision == 7

@@ -20,7 +20,8 @@ from k8s_sql.store import open_store
 from k8s_sql.store.interfaces import IChangeLog
 from k8s_sql.store.model import DeleteRangeRequest, Event, EventType, PutRequest, TxnRequest
 from k8s_sql.watch.follower import Follower
-from k8s_sql.watch.hub import IWatcher, KeyRange, WatchHub
+from k8s_sql.store.keys import KeyRange
+from k8s_sql.watch.hub import IWatcher, WatchHub
 from tests.watch.doubles import FakeCall
 
 Run = Callable[..., Any]
@@ -89,7 +90,7 @@ def test_commits_by_another_server_reach_the_follower(run: Run, reactor: Any, st
         try:
             await hub.reached(1)
             watcher = Recorder()
-            hub.add(watcher, KeyRange.single(b"k"))
+            hub.add(watcher, KeyRange.one(b"k"))
             for value in (b"1", b"2", b"3"):
                 await other.put(PutRequest(b"k", value))
             await hub.reached(4)
