@@ -23,26 +23,23 @@ etcd by ``tests/watch/test_etcd_differential.py``):
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from functools import lru_cache
-
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from k8s_sql.etcd.convert import event_message
+from k8s_sql.etcd import encode
+from k8s_sql.etcd.encode import EncodedEvents
 from k8s_sql.etcd.errors import COMPACTED, to_grpc_error
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.rpc import store_call
 from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
 from k8s_sql.proto import rpc_pb2
-from k8s_sql.proto.wire import varint
 from k8s_sql.store.errors import StoreError
 from k8s_sql.store.interfaces import IChangeLog
 from k8s_sql.store.keys import KeyRange
-from k8s_sql.store.model import Event, EventType
+from k8s_sql.store.model import EventType
 from k8s_sql.watch.feed import ALL_EVENTS, Feed, IFeedConsumer, Revisions
 from k8s_sql.watch.follower import IFollower
 from k8s_sql.watch.hub import IWatchHub
@@ -65,67 +62,11 @@ DEFAULT_MAX_RESPONSE_BYTES = 1536 * 1024 + 512 * 1024
 #: Bytes of responses a stream queues for a client that does not read, before its
 #: watches fall behind and catch up from the log later.
 DEFAULT_MAX_QUEUE_BYTES = 4 * 1024 * 1024
-#: Bytes of encoded events kept for reuse, so that an event fanned out to many watches is
-#: encoded once.
-DEFAULT_ENCODED_CACHE_BYTES = 8 * 1024 * 1024
 
 _FILTERED = {
     rpc_pb2.WatchCreateRequest.NOPUT: EventType.PUT,
     rpc_pb2.WatchCreateRequest.NODELETE: EventType.DELETE,
 }
-
-
-#: The tags of ``WatchResponse`` fields: ``header`` (1) and ``events`` (11), length-delimited;
-#: ``watch_id`` (2) and ``fragment`` (7), varints.
-_HEADER_TAG = varint(1 << 3 | 2)
-_WATCH_ID_TAG = varint(2 << 3)
-_FRAGMENT_FIELD = varint(7 << 3) + b"\x01"
-_EVENTS_TAG = varint(11 << 3 | 2)
-
-
-@lru_cache(maxsize=4096)
-def _watch_id_field(watch_id: int) -> bytes:
-    """The ``watch_id`` field of a response (the ids a server hands out are few)."""
-    return _WATCH_ID_TAG + varint(watch_id)
-
-
-class EncodedEvents:
-    """Events encoded as ``WatchResponse.events`` fields, with the recent ones kept.
-
-    A response is its fields without events followed by the encoded events: protobuf
-    concatenation appends to repeated fields, so each event is encoded once however many
-    watches receive it.  Events are recognised by identity, which is cheap: the hub hands
-    the same objects to every watch, and so do reads shared by watches catching up
-    (``k8s_sql.watch.reads``).
-
-    @param max_bytes: the encoded bytes kept at most; the least recently used go first.
-    """
-
-    def __init__(self, max_bytes: int = DEFAULT_ENCODED_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._size = 0
-        # Each entry holds its event, so no other object can take the event's id meanwhile.
-        self._kept: OrderedDict[tuple[int, bool], tuple[Event, bytes]] = OrderedDict()
-
-    def field(self, event: Event, prev_kv: bool) -> bytes:
-        """``event`` as one ``events`` field, with its ``prev_kv`` only if ``prev_kv``."""
-        key = (id(event), prev_kv)
-        kept = self._kept.get(key)
-        if kept is not None:
-            self._kept.move_to_end(key)
-            return kept[1]
-        message = event_message(event)
-        if not prev_kv:
-            message.ClearField("prev_kv")
-        body = message.SerializeToString()
-        encoded = _EVENTS_TAG + varint(len(body)) + body
-        if len(encoded) <= self.max_bytes // 8:
-            self._kept[key] = (event, encoded)
-            self._size += len(encoded)
-            while self._size > self.max_bytes:
-                _, (_, dropped) = self._kept.popitem(last=False)
-                self._size -= len(dropped)
-        return encoded
 
 
 def _as_is(response: bytes) -> bytes:
@@ -184,13 +125,11 @@ class WatchService:
         """
         cached, field = self._header
         if revision != cached:
-            body = self.identity.header(revision).SerializeToString()
-            field = _HEADER_TAG + varint(len(body)) + body
+            field = encode.header_field(self.identity, revision)
             self._header = (revision, field)
-        if watch_id:
-            field += _watch_id_field(watch_id)
+        field += encode.watch_id_field(watch_id)
         if fragment:
-            field += _FRAGMENT_FIELD
+            field += encode.FRAGMENT_FIELD
         return field
 
     def register(self, registry: IMethodRegistry) -> None:
@@ -363,18 +302,9 @@ class WatchStream:
         if not watch.fragment or len(fields) < 2 or len(head) + sum(map(len, fields)) < limit:
             self.outbox.put(head + b"".join(fields))
             return
-        # etcd's sendFragments: fill each fragment while it stays below the limit, at
-        # least one event each; all but the last are marked.
         marked = self.service.event_head(header, watch.id, fragment=True)
-        index = 0
-        while index < len(fields):
-            size = len(marked) + len(fields[index])
-            end = index + 1
-            while end < len(fields) and size + len(fields[end]) < limit:
-                size += len(fields[end])
-                end += 1
-            self.outbox.put((marked if end < len(fields) else head) + b"".join(fields[index:end]))
-            index = end
+        for fragment in encode.fragments(head, marked, fields, limit):
+            self.outbox.put(fragment)
 
     # -- requests
 

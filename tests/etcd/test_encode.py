@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from k8s_sql.etcd import convert, encode
 from k8s_sql.etcd.header import Identity
 from k8s_sql.proto import rpc_pb2, wire
-from k8s_sql.store.model import KeyValue, RangeResponse
+from k8s_sql.store.model import Event, EventType, KeyValue, RangeResponse
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 UINT64 = st.integers(0, 2**64 - 1)
@@ -47,3 +47,34 @@ def test_a_page_of_live_keys_reads_back() -> None:
     message = rpc_pb2.RangeResponse.FromString(encode.range_response(RangeResponse(300_000, kvs, True, 2000), identity))
     assert message == convert.range_response(RangeResponse(300_000, kvs, True, 2000), identity)
     assert message.kvs[499].key == b"/registry/pods/ns/pod-0499" and message.count == 2000 and message.more
+
+
+events = st.builds(
+    Event,
+    type=st.sampled_from(EventType),
+    kv=key_values,
+    prev_kv=st.one_of(st.none(), key_values, st.just(KeyValue(b""))),
+)
+
+
+@given(events, st.booleans())
+def test_events_are_encoded_as_protobuf_encodes_them(event: Event, prev_kv: bool) -> None:
+    assert encode.event(event, prev_kv) == convert.event_message(event, prev_kv).SerializeToString()
+
+
+@given(events, st.booleans(), st.integers(0, 2**63 - 1), UINT64, identities)
+def test_watch_responses_concatenate_a_head_and_event_fields(
+    event: Event, prev_kv: bool, watch_id: int, revision: int, identity: Identity
+) -> None:
+    head = encode.header_field(identity, revision) + encode.watch_id_field(watch_id)
+    response = rpc_pb2.WatchResponse.FromString(head + encode.EncodedEvents().field(event, prev_kv) * 2)
+    expected = rpc_pb2.WatchResponse(header=identity.header(revision), watch_id=watch_id)
+    expected.events.extend([convert.event_message(event, prev_kv)] * 2)
+    assert response == expected
+
+
+def test_fragments_fill_each_below_the_limit_and_mark_all_but_the_last() -> None:
+    fields = [b"e" * 10] * 5
+    assert list(encode.fragments(b"H", b"M", fields, 25)) == [b"M" + b"e" * 20, b"M" + b"e" * 20, b"H" + b"e" * 10]
+    # An event larger than the limit still travels, alone.
+    assert list(encode.fragments(b"H", b"M", [b"x" * 40, b"y"], 25)) == [b"M" + b"x" * 40, b"Hy"]

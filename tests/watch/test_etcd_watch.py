@@ -13,7 +13,8 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from k8s_sql.etcd.header import Identity
-from k8s_sql.etcd.watch import DUPLICATE_ID, EMPTY_RANGE, WATCH_METHOD, EncodedEvents, WatchService, WatchStream
+from k8s_sql.etcd.encode import EncodedEvents
+from k8s_sql.etcd.watch import DUPLICATE_ID, EMPTY_RANGE, WATCH_METHOD, WatchService, WatchStream
 from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import kv_pb2, rpc_pb2
