@@ -76,6 +76,7 @@ from bench.support import (  # noqa: E402
     quantile,
     scratch_database,
 )
+from k8s_sql.etcd.services import register
 from k8s_sql.proto import rpc_pb2  # noqa: E402
 from tests.processes import ETCD, Etcd, K8sSQL  # noqa: E402
 from tests.watch.doubles import MemoryLog  # noqa: E402
@@ -399,7 +400,7 @@ def serve_in_process(streams: Sequence[int], grpc_stack: bool) -> tuple[MemoryLo
             ensureDeferred(service.watch(NullCall([create] * count)))
     else:
         registry = MethodRegistry()
-        service.register(registry)
+        register(registry, service)
         factory = GRPCServerFactory(registry, clock)
         payload = create.SerializeToString()
         framed = struct.pack(">BI", 0, len(payload)) + payload

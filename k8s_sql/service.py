@@ -37,6 +37,7 @@ from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES, KVService
 from k8s_sql.etcd.lease import DEFAULT_MIN_TTL, LeaseService
 from k8s_sql.etcd.maintenance import MaintenanceService
+from k8s_sql.etcd.services import register
 from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL, WatchService
 from k8s_sql.grpc.health import HealthService
 from k8s_sql.grpc.protocol import KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, GRPCServerFactory, KiB
@@ -309,15 +310,17 @@ class K8sSQLService(MultiService):
         if self.plan.compaction is not None:
             AutoCompactor(store, reactor, self.plan.compaction).setServiceParent(self)
         registry = MethodRegistry()
-        HealthService().register(registry)
-        KVService(store, identity, config.max_request_bytes).register(registry)
-        WatchService(
-            hub, store, follower, identity, reactor, progress_interval=config.progress_notify_interval
-        ).register(registry)
-        LeaseService(store, identity, reactor, min_ttl=config.lease_min_ttl).register(registry)
-        MaintenanceService(store, identity, config.emulated_etcd_version).register(registry)
-        ClusterService(store, identity, config.name, self.client_urls).register(registry)
-        AuthService(store, identity).register(registry)
+        health = HealthService()
+        registry.add_service(health.descriptor, health)
+        register(
+            registry,
+            KVService(store, identity, config.max_request_bytes),
+            WatchService(hub, store, follower, identity, reactor, progress_interval=config.progress_notify_interval),
+            LeaseService(store, identity, reactor, min_ttl=config.lease_min_ttl),
+            MaintenanceService(store, identity, config.emulated_etcd_version),
+            ClusterService(store, identity, config.name, self.client_urls),
+            AuthService(store, identity),
+        )
         counted = InstrumentedRegistry(registry, metrics)
         self.factory = GRPCServerFactory(
             counted,

@@ -13,8 +13,7 @@ from google.protobuf.message import Message
 
 from k8s_sql.etcd.errors import AUTH_NOT_ENABLED
 from k8s_sql.etcd.header import Identity
-from k8s_sql.etcd.rpc import register_unary, store_call
-from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
+from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.store.interfaces import IChangeLog
@@ -28,22 +27,6 @@ AUTH_UNSUPPORTED = (
 #: The revision of etcd's authentication data in a fresh etcd.
 AUTH_REVISION = 1
 
-#: Methods that would change users, roles or enable authentication: request types.
-_REFUSED: dict[str, type[Message]] = {
-    "AuthEnable": rpc_pb2.AuthEnableRequest,
-    "UserAdd": rpc_pb2.AuthUserAddRequest,
-    "UserGet": rpc_pb2.AuthUserGetRequest,
-    "UserDelete": rpc_pb2.AuthUserDeleteRequest,
-    "UserChangePassword": rpc_pb2.AuthUserChangePasswordRequest,
-    "UserGrantRole": rpc_pb2.AuthUserGrantRoleRequest,
-    "UserRevokeRole": rpc_pb2.AuthUserRevokeRoleRequest,
-    "RoleAdd": rpc_pb2.AuthRoleAddRequest,
-    "RoleGet": rpc_pb2.AuthRoleGetRequest,
-    "RoleDelete": rpc_pb2.AuthRoleDeleteRequest,
-    "RoleGrantPermission": rpc_pb2.AuthRoleGrantPermissionRequest,
-    "RoleRevokePermission": rpc_pb2.AuthRoleRevokePermissionRequest,
-}
-
 
 class AuthService:
     """Serves ``etcdserverpb.Auth`` with authentication disabled.
@@ -52,27 +35,14 @@ class AuthService:
     @param identity: the cluster and member ids put in every response header.
     """
 
+    descriptor = rpc_pb2.DESCRIPTOR.services_by_name["Auth"]
+
     def __init__(self, store: IChangeLog, identity: Identity) -> None:
         self.store = store
         self.identity = identity
 
-    def register(self, registry: IMethodRegistry) -> None:
-        """Add the Auth methods to ``registry``."""
-        register_unary(
-            registry,
-            "etcdserverpb.Auth",
-            {
-                "AuthStatus": (self.auth_status, rpc_pb2.AuthStatusRequest),
-                "Authenticate": (self.authenticate, rpc_pb2.AuthenticateRequest),
-                "AuthDisable": (self.auth_disable, rpc_pb2.AuthDisableRequest),
-                "UserList": (self.user_list, rpc_pb2.AuthUserListRequest),
-                "RoleList": (self.role_list, rpc_pb2.AuthRoleListRequest),
-                **{name: (self.refuse, request_type) for name, request_type in _REFUSED.items()},
-            },
-        )
-
     async def _header(self) -> rpc_pb2.ResponseHeader:
-        return self.identity.header(await store_call(self.store.current_revision()))
+        return self.identity.header(await self.store.current_revision())
 
     async def auth_status(self, request: rpc_pb2.AuthStatusRequest, call: IServerCall) -> rpc_pb2.AuthStatusResponse:
         """Authentication is disabled."""
@@ -99,3 +69,8 @@ class AuthService:
     async def refuse(self, request: Any, call: IServerCall) -> Message:
         """Refused: see ``AUTH_UNSUPPORTED``."""
         raise GRPCError(StatusCode.UNIMPLEMENTED, AUTH_UNSUPPORTED)
+
+    # What would change users or roles, or enable authentication.
+    auth_enable = user_add = user_get = user_delete = user_change_password = refuse
+    user_grant_role = user_revoke_role = role_add = role_get = role_delete = refuse
+    role_grant_permission = role_revoke_permission = refuse

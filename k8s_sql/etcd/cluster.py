@@ -11,8 +11,7 @@ from collections.abc import Callable, Sequence
 
 from k8s_sql.etcd.errors import MEMBER_NOT_FOUND, MEMBER_NOT_LEARNER
 from k8s_sql.etcd.header import Identity
-from k8s_sql.etcd.rpc import register_unary, store_call
-from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
+from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.store.interfaces import IChangeLog
@@ -32,6 +31,8 @@ class ClusterService:
     @param client_urls: returns the client URLs this member advertises (known once it listens).
     """
 
+    descriptor = rpc_pb2.DESCRIPTOR.services_by_name["Cluster"]
+
     def __init__(
         self, store: IChangeLog, identity: Identity, name: str, client_urls: Callable[[], Sequence[str]]
     ) -> None:
@@ -40,27 +41,13 @@ class ClusterService:
         self.name = name
         self.client_urls = client_urls
 
-    def register(self, registry: IMethodRegistry) -> None:
-        """Add the Cluster methods to ``registry``."""
-        register_unary(
-            registry,
-            "etcdserverpb.Cluster",
-            {
-                "MemberAdd": (self.member_add, rpc_pb2.MemberAddRequest),
-                "MemberRemove": (self.member_remove, rpc_pb2.MemberRemoveRequest),
-                "MemberUpdate": (self.member_update, rpc_pb2.MemberUpdateRequest),
-                "MemberList": (self.member_list, rpc_pb2.MemberListRequest),
-                "MemberPromote": (self.member_promote, rpc_pb2.MemberPromoteRequest),
-            },
-        )
-
     def member(self) -> rpc_pb2.Member:
         """This member: it has no peer URLs, having no raft peers."""
         return rpc_pb2.Member(ID=self.identity.member_id, name=self.name, clientURLs=list(self.client_urls()))
 
     async def member_list(self, request: rpc_pb2.MemberListRequest, call: IServerCall) -> rpc_pb2.MemberListResponse:
         """The members: this server alone."""
-        revision = await store_call(self.store.current_revision())
+        revision = await self.store.current_revision()
         return rpc_pb2.MemberListResponse(header=self.identity.header(revision), members=[self.member()])
 
     async def member_add(self, request: rpc_pb2.MemberAddRequest, call: IServerCall) -> rpc_pb2.MemberAddResponse:

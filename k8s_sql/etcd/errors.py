@@ -68,6 +68,12 @@ _BY_STORE_ERROR: dict[type[store_errors.StoreError], EtcdError] = {
 }
 
 
+def translate(error: BaseException) -> GRPCError | None:
+    """The status a handler's failure ends its call with: etcd's for a store failure, else
+    ``None`` (an unexpected failure)."""
+    return to_grpc_error(error) if isinstance(error, store_errors.StoreError) else None
+
+
 def to_grpc_error(failure: store_errors.StoreError) -> GRPCError:
     """The etcd error a store failure is reported as.
 

@@ -7,8 +7,7 @@ from google.protobuf.message import Message
 from k8s_sql.etcd import convert, encode
 from k8s_sql.etcd.errors import REQUEST_TOO_LARGE
 from k8s_sql.etcd.header import Identity
-from k8s_sql.etcd.rpc import register_unary, store_call
-from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
+from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.store.interfaces import IStore
 
@@ -25,24 +24,12 @@ class KVService:
         ``--max-request-bytes``.
     """
 
+    descriptor = rpc_pb2.DESCRIPTOR.services_by_name["KV"]
+
     def __init__(self, store: IStore, identity: Identity, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
         self.store = store
         self.identity = identity
         self.max_request_bytes = max_request_bytes
-
-    def register(self, registry: IMethodRegistry) -> None:
-        """Add the KV methods to ``registry``."""
-        register_unary(
-            registry,
-            "etcdserverpb.KV",
-            {
-                "Range": (self.range, rpc_pb2.RangeRequest),
-                "Put": (self.put, rpc_pb2.PutRequest),
-                "DeleteRange": (self.delete_range, rpc_pb2.DeleteRangeRequest),
-                "Txn": (self.txn, rpc_pb2.TxnRequest),
-                "Compact": (self.compact, rpc_pb2.CompactionRequest),
-            },
-        )
 
     def check_size(self, request: Message) -> None:
         """Refuse a write larger than ``max_request_bytes``, as etcd does before proposing it."""
@@ -52,28 +39,28 @@ class KVService:
     async def range(self, request: rpc_pb2.RangeRequest, call: IServerCall) -> bytes:
         """Read keys, at the current or a past revision; answers with the encoded
         RangeResponse (``k8s_sql.etcd.encode``), written without building a message per key."""
-        result = await store_call(self.store.range(convert.range_request(request)))
+        result = await self.store.range(convert.range_request(request))
         return encode.range_response(result, self.identity)
 
     async def put(self, request: rpc_pb2.PutRequest, call: IServerCall) -> rpc_pb2.PutResponse:
         """Write one key."""
         self.check_size(request)
-        result = await store_call(self.store.put(convert.put_request(request)))
+        result = await self.store.put(convert.put_request(request))
         return convert.put_response(result, self.identity)
 
     async def delete_range(self, request: rpc_pb2.DeleteRangeRequest, call: IServerCall) -> rpc_pb2.DeleteRangeResponse:
         """Delete a key or a range of keys."""
         self.check_size(request)
-        result = await store_call(self.store.delete_range(convert.delete_range_request(request)))
+        result = await self.store.delete_range(convert.delete_range_request(request))
         return convert.delete_range_response(result, self.identity)
 
     async def txn(self, request: rpc_pb2.TxnRequest, call: IServerCall) -> rpc_pb2.TxnResponse:
         """Run a guarded transaction."""
         self.check_size(request)
-        result = await store_call(self.store.txn(convert.txn_request(request)))
+        result = await self.store.txn(convert.txn_request(request))
         return convert.txn_response(result, self.identity)
 
     async def compact(self, request: rpc_pb2.CompactionRequest, call: IServerCall) -> rpc_pb2.CompactionResponse:
         """Discard history up to a revision."""
-        revision = await store_call(self.store.compact(request.revision, request.physical))
+        revision = await self.store.compact(request.revision, request.physical)
         return rpc_pb2.CompactionResponse(header=self.identity.header(revision))

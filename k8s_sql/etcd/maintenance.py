@@ -19,8 +19,7 @@ from k8s_sql.etcd.errors import (
     WRONG_DOWNGRADE_VERSION_FORMAT,
 )
 from k8s_sql.etcd.header import Identity
-from k8s_sql.etcd.rpc import register_unary, serialize, store_call
-from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
+from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.store.interfaces import IStore
@@ -73,6 +72,7 @@ class MaintenanceService:
     """
 
     log = Logger()
+    descriptor = rpc_pb2.DESCRIPTOR.services_by_name["Maintenance"]
 
     def __init__(self, store: IStore, identity: Identity, version: str) -> None:
         parsed = EtcdVersion.parse(version)
@@ -83,33 +83,14 @@ class MaintenanceService:
         self.version = version
         self._version = parsed
 
-    def register(self, registry: IMethodRegistry) -> None:
-        """Add the Maintenance methods to ``registry``."""
-        register_unary(
-            registry,
-            "etcdserverpb.Maintenance",
-            {
-                "Alarm": (self.alarm, rpc_pb2.AlarmRequest),
-                "Status": (self.status, rpc_pb2.StatusRequest),
-                "Defragment": (self.defragment, rpc_pb2.DefragmentRequest),
-                "Hash": (self.hash, rpc_pb2.HashRequest),
-                "HashKV": (self.hash_kv, rpc_pb2.HashKVRequest),
-                "MoveLeader": (self.move_leader, rpc_pb2.MoveLeaderRequest),
-                "Downgrade": (self.downgrade, rpc_pb2.DowngradeRequest),
-            },
-        )
-        registry.server_stream(
-            "/etcdserverpb.Maintenance/Snapshot", self.snapshot, rpc_pb2.SnapshotRequest.FromString, serialize
-        )
-
     async def _header(self) -> rpc_pb2.ResponseHeader:
-        return self.identity.header(await store_call(self.store.current_revision()))
+        return self.identity.header(await self.store.current_revision())
 
     async def status(self, request: rpc_pb2.StatusRequest, call: IServerCall) -> rpc_pb2.StatusResponse:
         """This member's status: always the leader, its raft indexes the current revision."""
-        revision = await store_call(self.store.current_revision())
-        size = await store_call(self.store.database_size())
-        alarms = await store_call(self.store.alarms())
+        revision = await self.store.current_revision()
+        size = await self.store.database_size()
+        alarms = await self.store.alarms()
         response = rpc_pb2.StatusResponse(
             header=self.identity.header(revision),
             version=self.version,
@@ -130,16 +111,12 @@ class MaintenanceService:
         """List, raise or clear alarms, as etcd's applier does; they are kept in the database."""
         kind = AlarmType(request.alarm) if request.alarm in AlarmType._value2member_map_ else None
         if request.action == rpc_pb2.AlarmRequest.GET:
-            alarms = [
-                alarm
-                for alarm in await store_call(self.store.alarms())
-                if request.alarm in (AlarmType.NONE, alarm.alarm)
-            ]
+            alarms = [alarm for alarm in await self.store.alarms() if request.alarm in (AlarmType.NONE, alarm.alarm)]
         elif request.action == rpc_pb2.AlarmRequest.ACTIVATE and kind not in (None, AlarmType.NONE):
-            alarms = [await store_call(self.store.activate_alarm(request.memberID, kind))]
+            alarms = [await self.store.activate_alarm(request.memberID, kind)]
             self.log.warn("alarm {alarm} raised for member {member:x}", alarm=kind.name, member=request.memberID)
         elif request.action == rpc_pb2.AlarmRequest.DEACTIVATE and kind is not None:
-            cleared = await store_call(self.store.deactivate_alarm(request.memberID, kind))
+            cleared = await self.store.deactivate_alarm(request.memberID, kind)
             alarms = [] if cleared is None else [cleared]
         else:
             alarms = []
@@ -151,7 +128,7 @@ class MaintenanceService:
     async def defragment(self, request: rpc_pb2.DefragmentRequest, call: IServerCall) -> rpc_pb2.DefragmentResponse:
         """Have the database reclaim the space of deleted rows (see ``IDialect.defragment``)."""
         self.log.info("defragmenting the database")
-        await store_call(self.store.defragment())
+        await self.store.defragment()
         self.log.info("defragmented the database")
         return rpc_pb2.DefragmentResponse(header=await self._header())
 
@@ -161,12 +138,12 @@ class MaintenanceService:
         etcd hashes its whole bbolt file, raft and membership data included, which k8s-sql
         does not have: the key space is what servers sharing a database can compare.
         """
-        result = await store_call(self.store.hash_kv(0))
+        result = await self.store.hash_kv(0)
         return rpc_pb2.HashResponse(header=self.identity.header(result.current_revision), hash=result.hash)
 
     async def hash_kv(self, request: rpc_pb2.HashKVRequest, call: IServerCall) -> rpc_pb2.HashKVResponse:
         """etcd's HashKV at a revision (0: the current one), equal to a real etcd's for equal histories."""
-        result = await store_call(self.store.hash_kv(request.revision))
+        result = await self.store.hash_kv(request.revision)
         return rpc_pb2.HashKVResponse(
             header=self.identity.header(result.current_revision),
             hash=result.hash,

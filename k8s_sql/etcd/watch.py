@@ -31,12 +31,10 @@ from zope.interface import implementer
 
 from k8s_sql.etcd import encode
 from k8s_sql.etcd.encode import EncodedEvents
-from k8s_sql.etcd.errors import COMPACTED, to_grpc_error
+from k8s_sql.etcd.errors import COMPACTED
 from k8s_sql.etcd.header import Identity
-from k8s_sql.etcd.rpc import store_call
-from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
+from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.proto import rpc_pb2
-from k8s_sql.store.errors import StoreError
 from k8s_sql.store.interfaces import IChangeLog
 from k8s_sql.store.keys import KeyRange
 from k8s_sql.store.model import EventType
@@ -45,8 +43,6 @@ from k8s_sql.watch.follower import IFollower
 from k8s_sql.watch.hub import IWatchHub
 from k8s_sql.watch.outbox import Outbox
 from k8s_sql.watch.reads import SharedReads
-
-WATCH_METHOD = "/etcdserverpb.Watch/Watch"
 
 #: etcd's ``clientv3.InvalidWatchID``: refused creates and stream-wide progress carry it.
 INVALID_WATCH_ID = -1
@@ -69,11 +65,6 @@ _FILTERED = {
 }
 
 
-def _as_is(response: bytes) -> bytes:
-    """Watch responses are encoded as they are queued; the transport sends them as they are."""
-    return response
-
-
 class WatchService:
     """Serves ``etcdserverpb.Watch``.
 
@@ -89,6 +80,8 @@ class WatchService:
     @param batch_size: events read from the log at most per query while catching up.
     @param encoded: the shared cache of encoded events.
     """
+
+    descriptor = rpc_pb2.DESCRIPTOR.services_by_name["Watch"]
 
     def __init__(
         self,
@@ -131,10 +124,6 @@ class WatchService:
         if fragment:
             field += encode.FRAGMENT_FIELD
         return field
-
-    def register(self, registry: IMethodRegistry) -> None:
-        """Add the Watch method to ``registry``."""
-        registry.bidi(WATCH_METHOD, self.watch, rpc_pb2.WatchRequest.FromString, _as_is)
 
     async def watch(self, call: IServerCall) -> None:
         """Serve one Watch stream until the client goes away or something fails."""
@@ -239,11 +228,9 @@ class WatchStream:
             self.watches.clear()
 
     def fail(self, reason: Failure) -> None:
-        """End the call with ``reason``, store failures in etcd's words."""
+        """End the call with ``reason`` (registration puts store failures in etcd's words)."""
         if self._ended.called or self._closed:
             return
-        if reason.check(StoreError):
-            reason = Failure(to_grpc_error(reason.value))
         self._ended.errback(reason)
 
     async def _read_all(self) -> None:
@@ -309,7 +296,7 @@ class WatchStream:
     # -- requests
 
     async def _create(self, request: rpc_pb2.WatchCreateRequest) -> None:
-        current = await store_call(self.service.store.current_revision())
+        current = await self.service.store.current_revision()
         self._known_revision = max(self._known_revision, current)
         # An empty key is the lowest key there is, as in etcd's watch.
         key_range = KeyRange.of(request.key or b"\0", request.range_end)

@@ -51,5 +51,13 @@ class IMethodRegistry(Interface):
     def bidi(path, handler, deserialize, serialize):
         """Register ``handler(call)`` that both receives and sends."""
 
+    def add_service(descriptor, implementation, translate_error=None):
+        """Register every method of a protobuf ``ServiceDescriptor``, each served by the
+        attribute of ``implementation`` named after it in snake_case.
+
+        ``translate_error(exception)`` turns what the handlers fail with into a
+        ``GRPCError`` ending the call, or ``None`` for an unexpected failure.
+        """
+
     def lookup(path):
         """Return the registered method for ``path``, or raise ``GRPCError(UNIMPLEMENTED)``."""

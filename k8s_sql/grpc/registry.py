@@ -1,11 +1,21 @@
-"""The method table: handlers registered by full method path, looked up per call."""
+"""The method table: handlers registered by full method path, looked up per call.
+
+A whole service is registered from its protobuf descriptor (``add_service``): each method
+is served by the implementation's attribute of the same name in snake_case
+(``LeaseKeepAlive`` by ``lease_keep_alive``), with the descriptor's request type and call
+shape, so a method table is never written by hand.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, NamedTuple
 
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 from zope.interface import implementer
 
 from k8s_sql.grpc.interfaces import IMethodRegistry
@@ -25,15 +35,38 @@ class CallKind(Enum):
         """Whether the client may send more than one request message."""
         return self is CallKind.CLIENT_STREAM or self is CallKind.BIDI
 
+    @classmethod
+    def of(cls, client_streaming: bool, server_streaming: bool) -> CallKind:
+        """The shape a method descriptor's streaming flags describe."""
+        if client_streaming:
+            return cls.BIDI if server_streaming else cls.CLIENT_STREAM
+        return cls.SERVER_STREAM if server_streaming else cls.UNARY
+
+
+#: Turns an exception a handler failed with into the status that ends its call, or
+#: ``None`` to report it as an unexpected failure (``UNKNOWN``).
+ErrorTranslator = Callable[[BaseException], "GRPCError | None"]
+
 
 class Method(NamedTuple):
-    """One registered method: its path, shape, handler and message codecs."""
+    """One registered method: its path, shape, handler, message codecs and error translation."""
 
     path: str
     kind: CallKind
     handler: Callable[..., Any]
     deserialize: Callable[[bytes], Any]
     serialize: Callable[[Any], bytes]
+    translate_error: ErrorTranslator | None = None
+
+
+def serialize(message: Message | bytes) -> bytes:
+    """The wire form of a response: a message, or the bytes a handler encoded itself."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def handler_name(method: str) -> str:
+    """The attribute serving a method: its name in snake_case (``HashKV`` -> ``hash_kv``)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", method).lower()
 
 
 def split_path(path: str) -> tuple[str, str] | None:
@@ -96,6 +129,28 @@ class MethodRegistry:
         """Register ``handler(call)`` that both receives and sends."""
         self._add(path, CallKind.BIDI, handler, deserialize, serialize)
 
+    def add_service(
+        self, descriptor: ServiceDescriptor, implementation: object, translate_error: ErrorTranslator | None = None
+    ) -> None:
+        """Register every method of ``descriptor``, served by ``implementation``'s attribute
+        named after it in snake_case; ``translate_error`` maps the exceptions its handlers
+        fail with onto statuses.  Raises ``ValueError`` if a method has no handler."""
+        for method in descriptor.methods:
+            handler = getattr(implementation, handler_name(method.name), None)
+            if not callable(handler):
+                raise ValueError(
+                    f"{type(implementation).__name__} has no {handler_name(method.name)}() "
+                    f"for /{descriptor.full_name}/{method.name}"
+                )
+            self._add(
+                f"/{descriptor.full_name}/{method.name}",
+                CallKind.of(method.client_streaming, method.server_streaming),
+                handler,
+                GetMessageClass(method.input_type).FromString,
+                serialize,
+                translate_error,
+            )
+
     def lookup(self, path: str) -> Method:
         """Return the method registered at ``path``.
 
@@ -119,13 +174,14 @@ class MethodRegistry:
         handler: Callable[..., Any],
         deserialize: Callable[[bytes], Any],
         serialize: Callable[[Any], bytes],
+        translate_error: ErrorTranslator | None = None,
     ) -> None:
         parts = split_path(path)
         if parts is None or not path.startswith("/") or not all(parts):
             raise ValueError(f"method path must look like /package.Service/Method, not {path!r}")
         if path in self._methods:
             raise ValueError(f"{path} is already registered")
-        self._methods[path] = Method(path, kind, handler, deserialize, serialize)
+        self._methods[path] = Method(path, kind, handler, deserialize, serialize, translate_error)
         self._services.add(parts[0])
 
 

@@ -272,6 +272,9 @@ class ServerCall:
     def _handler_failed(self, failure: Failure) -> None:
         self._handler = None
         error = failure.value
+        translate = self._method.translate_error
+        if translate is not None and not isinstance(error, (CancelledError, GRPCError)):
+            error = translate(error) or error
         if self._state is not _OPEN:
             if not isinstance(error, (CancelledError, GRPCError)):
                 self.log.failure(

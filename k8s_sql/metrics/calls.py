@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf.descriptor import ServiceDescriptor
 from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
 
 from k8s_sql.grpc.interfaces import IMethodRegistry
-from k8s_sql.grpc.registry import CallKind, Method, split_path
+from k8s_sql.grpc.registry import CallKind, ErrorTranslator, Method, split_path
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.metrics.collectors import ServerMetrics
 
@@ -77,6 +78,12 @@ class InstrumentedRegistry:
     ) -> None:
         """Register a bidirectional-streaming method (see ``IMethodRegistry``)."""
         self.registry.bidi(path, handler, deserialize, serialize)
+
+    def add_service(
+        self, descriptor: ServiceDescriptor, implementation: object, translate_error: ErrorTranslator | None = None
+    ) -> None:
+        """Register a whole service (see ``IMethodRegistry``)."""
+        self.registry.add_service(descriptor, implementation, translate_error)
 
     def lookup(self, path: str) -> Method:
         """The method at ``path``, its handler counting each call it serves."""

@@ -62,7 +62,7 @@ def test_events_are_encoded_as_protobuf_encodes_them(event: Event, prev_kv: bool
     assert encode.event(event, prev_kv) == convert.event_message(event, prev_kv).SerializeToString()
 
 
-@given(events, st.booleans(), st.integers(0, 2**63 - 1), UINT64, identities)
+@given(events, st.booleans(), st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), identities)
 def test_watch_responses_concatenate_a_head_and_event_fields(
     event: Event, prev_kv: bool, watch_id: int, revision: int, identity: Identity
 ) -> None:

@@ -62,7 +62,8 @@ class TestService:
         registry.client_stream(SERVICE + "Collect", self.collect, identity, identity)
         registry.client_stream(SERVICE + "Idle", self.idle, identity, identity)
         registry.bidi(SERVICE + "Chat", self.chat, identity, identity)
-        HealthService().register(registry)
+        health = HealthService()
+        registry.add_service(health.descriptor, health)
         return registry
 
     async def echo(self, request: bytes, call: IServerCall) -> bytes:

@@ -83,6 +83,14 @@ def exercise(channel: grpc.Channel) -> None:
         response_deserializer=HealthCheckResponse.FromString,
     )
     assert check(HealthCheckRequest(service=""), timeout=10).status == HealthCheckResponse.SERVING
+    watch = channel.unary_stream(
+        "/grpc.health.v1.Health/Watch",
+        request_serializer=HealthCheckRequest.SerializeToString,
+        response_deserializer=HealthCheckResponse.FromString,
+    )
+    statuses = watch(HealthCheckRequest(service=""), timeout=10)
+    assert next(statuses).status == HealthCheckResponse.SERVING
+    statuses.cancel()
 
 
 # Transports

@@ -9,15 +9,13 @@ test control when and how ``expire_leases`` answers.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
-from k8s_sql.grpc.status import GRPCError, StatusCode
-
+from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.store import errors
 from k8s_sql.store.interfaces import ILeaseStore
 from k8s_sql.store.model import Lease, LeaseTimeToLive
@@ -181,32 +179,3 @@ class ScriptedCall:
 
     def set_trailing_metadata(self, metadata: Any) -> None:
         self.trailers.extend(metadata)
-
-
-@implementer(IMethodRegistry)
-class RecordingRegistry:
-    """A method table that records what was registered, by kind."""
-
-    def __init__(self) -> None:
-        self.methods: dict[str, tuple[str, Callable[..., Any], Callable[[bytes], Any], Callable[[Any], bytes]]] = {}
-
-    def _add(self, kind: str, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
-        self.methods[path] = (kind, handler, deserialize, serialize)
-
-    def unary(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
-        self._add("unary", path, handler, deserialize, serialize)
-
-    def server_stream(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
-        self._add("server_stream", path, handler, deserialize, serialize)
-
-    def client_stream(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
-        self._add("client_stream", path, handler, deserialize, serialize)
-
-    def bidi(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
-        self._add("bidi", path, handler, deserialize, serialize)
-
-    def lookup(self, path: str) -> Any:
-        try:
-            return self.methods[path]
-        except KeyError:
-            raise GRPCError(StatusCode.UNIMPLEMENTED, f"unknown method {path}") from None

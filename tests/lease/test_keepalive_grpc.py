@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 import grpc
 import pytest
 
+from k8s_sql.etcd.services import register
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.lease import LeaseService
 from k8s_sql.grpc.protocol import GRPCServerFactory
@@ -32,7 +33,7 @@ class Server:
         self.run = run
         self.ended: list[tuple[str, StatusCode]] = []
         registry = MethodRegistry()
-        LeaseService(store, Identity(store.cluster_id, 1), reactor).register(registry)
+        register(registry, LeaseService(store, Identity(store.cluster_id, 1), reactor))
         self.factory = GRPCServerFactory(
             registry, reactor, call_observer=lambda method, code, duration: self.ended.append((method, code))
         )

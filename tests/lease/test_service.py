@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail
@@ -13,11 +14,13 @@ from zope.interface.verify import verifyObject
 from k8s_sql.etcd import errors
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.lease import DEFAULT_MIN_TTL, LeaseService
-from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
+from k8s_sql.etcd.services import register
+from k8s_sql.grpc.interfaces import IServerCall
+from k8s_sql.grpc.registry import CallKind, MethodRegistry
 from k8s_sql.grpc.status import GRPCError
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.store.errors import Unavailable
-from tests.lease.doubles import MemoryLeaseStore, RecordingRegistry, ScriptedCall
+from tests.lease.doubles import MemoryLeaseStore, ScriptedCall
 
 T = TypeVar("T")
 IDENTITY = Identity(cluster_id=11, member_id=22)
@@ -34,22 +37,23 @@ class Harness:
         self.call = ScriptedCall()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """The result of a handler that finishes at once."""
+        """The result of a handler that finishes at once; store failures in etcd's words,
+        as registration translates them (``k8s_sql.etcd.services``)."""
         results: list[Any] = []
         ensureDeferred(coroutine).addBoth(results.append)
         [result] = results
         if isinstance(result, Failure):
-            result.raiseException()
+            raise errors.translate(result.value) or result.value
         return result
 
     def grant(self, ttl: int, lease_id: int = 0) -> rpc_pb2.LeaseGrantResponse:
-        return self.run(self.service.grant(rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id), self.call))
+        return self.run(self.service.lease_grant(rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id), self.call))
 
     def time_to_live(self, lease_id: int, keys: bool = False) -> rpc_pb2.LeaseTimeToLiveResponse:
-        return self.run(self.service.time_to_live(rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys), self.call))
+        return self.run(self.service.lease_time_to_live(rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys), self.call))
 
     def revoke(self, lease_id: int) -> rpc_pb2.LeaseRevokeResponse:
-        return self.run(self.service.revoke(rpc_pb2.LeaseRevokeRequest(ID=lease_id), self.call))
+        return self.run(self.service.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=lease_id), self.call))
 
 
 def assert_etcd_error(error: GRPCError, expected: errors.EtcdError) -> None:
@@ -65,18 +69,21 @@ def harness() -> Harness:
 
 
 def test_registers_the_five_lease_methods(harness: Harness) -> None:
-    registry = RecordingRegistry()
-    assert verifyObject(IMethodRegistry, registry)
-    harness.service.register(registry)
-    kinds = {path: entry[0] for path, entry in registry.methods.items()}
-    assert kinds == {
-        "/etcdserverpb.Lease/LeaseGrant": "unary",
-        "/etcdserverpb.Lease/LeaseRevoke": "unary",
-        "/etcdserverpb.Lease/LeaseTimeToLive": "unary",
-        "/etcdserverpb.Lease/LeaseLeases": "unary",
-        "/etcdserverpb.Lease/LeaseKeepAlive": "bidi",
+    registry = MethodRegistry()
+    register(registry, harness.service)
+    kinds = {
+        name: registry.lookup(f"/etcdserverpb.Lease/{name}").kind
+        for name in ("LeaseGrant", "LeaseRevoke", "LeaseTimeToLive", "LeaseLeases", "LeaseKeepAlive")
     }
-    _, _, deserialize, serialize = registry.lookup("/etcdserverpb.Lease/LeaseKeepAlive")
+    assert kinds == {
+        "LeaseGrant": CallKind.UNARY,
+        "LeaseRevoke": CallKind.UNARY,
+        "LeaseTimeToLive": CallKind.UNARY,
+        "LeaseLeases": CallKind.UNARY,
+        "LeaseKeepAlive": CallKind.BIDI,
+    }
+    method = registry.lookup("/etcdserverpb.Lease/LeaseKeepAlive")
+    deserialize, serialize = method.deserialize, method.serialize
     assert deserialize(rpc_pb2.LeaseKeepAliveRequest(ID=5).SerializeToString()).ID == 5
     assert rpc_pb2.LeaseKeepAliveResponse.FromString(serialize(rpc_pb2.LeaseKeepAliveResponse(TTL=3))).TTL == 3
 
@@ -170,7 +177,7 @@ def test_time_to_live_of_an_unknown_lease_is_minus_one(harness: Harness) -> None
 def test_leases_lists_every_id(harness: Harness) -> None:
     for lease_id in (3, 1, 2):
         harness.grant(10, lease_id=lease_id)
-    response = harness.run(harness.service.leases(rpc_pb2.LeaseLeasesRequest(), harness.call))
+    response = harness.run(harness.service.lease_leases(rpc_pb2.LeaseLeasesRequest(), harness.call))
     assert sorted(status.ID for status in response.leases) == [1, 2, 3]
     assert response.header == IDENTITY.header(1)
 
@@ -180,7 +187,7 @@ def test_leases_lists_every_id(harness: Harness) -> None:
 
 def keep_alive(harness: Harness) -> Deferred[None]:
     assert verifyObject(IServerCall, harness.call)
-    return ensureDeferred(harness.service.keep_alive(harness.call))
+    return ensureDeferred(harness.service.lease_keep_alive(harness.call))
 
 
 def test_keep_alive_answers_each_request_and_renews_from_now(harness: Harness) -> None:
@@ -251,8 +258,12 @@ def test_store_failures_use_etcds_words(harness: Harness) -> None:
         return fail(Unavailable("database gone"))
 
     harness.store.lease_renew = unavailable  # type: ignore[method-assign]
-    done = keep_alive(harness)
+    registry = MethodRegistry()
+    register(registry, harness.service)
+    method = registry.lookup("/etcdserverpb.Lease/LeaseKeepAlive")
+    done = ensureDeferred(method.handler(harness.call))
     harness.call.client_sends(rpc_pb2.LeaseKeepAliveRequest(ID=1))
     error = done.result.value
     done.addErrback(lambda _: None)
-    assert_etcd_error(error, errors.REQUEST_TIMED_OUT)
+    assert method.translate_error is not None
+    assert_etcd_error(method.translate_error(error), errors.REQUEST_TIMED_OUT)

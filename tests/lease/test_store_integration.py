@@ -15,7 +15,6 @@ from twisted.internet.task import Clock
 from k8s_sql.etcd import errors
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.lease import LeaseService
-from k8s_sql.grpc.status import GRPCError
 from k8s_sql.lease.sweeper import LeaseSweeper
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.store import open_store
@@ -36,27 +35,28 @@ def test_service_grants_renews_and_revokes(run: Run, store: Any) -> None:
     clock = at(START)
     service = LeaseService(store, Identity(store.cluster_id, 1), clock)
     call = ScriptedCall()
-    granted = run(ensureDeferred, service.grant(rpc_pb2.LeaseGrantRequest(ID=0, TTL=1), call))
+    granted = run(ensureDeferred, service.lease_grant(rpc_pb2.LeaseGrantRequest(ID=0, TTL=1), call))
     assert granted.ID > 0 and granted.TTL == 2
     run(store.put, PutRequest(b"k", b"v", lease=granted.ID))
     run(clock.advance, 1.5)
-    ttl = run(ensureDeferred, service.time_to_live(rpc_pb2.LeaseTimeToLiveRequest(ID=granted.ID, keys=True), call))
+    ttl = run(ensureDeferred, service.lease_time_to_live(rpc_pb2.LeaseTimeToLiveRequest(ID=granted.ID, keys=True), call))
     assert (ttl.TTL, ttl.grantedTTL, list(ttl.keys), ttl.header.revision) == (0, 2, [b"k"], 2)
 
     def keep_alive_once() -> Any:
         call.client_sends(rpc_pb2.LeaseKeepAliveRequest(ID=granted.ID))
         call.client_sends(None)
-        return ensureDeferred(service.keep_alive(call))
+        return ensureDeferred(service.lease_keep_alive(call))
 
     run(keep_alive_once)
     assert call.sent[-1].TTL == 2
     run(clock.advance, 1.5)  # past the original deadline, within the renewed one
-    assert run(ensureDeferred, service.time_to_live(rpc_pb2.LeaseTimeToLiveRequest(ID=granted.ID), call)).TTL == 0
-    revoked = run(ensureDeferred, service.revoke(rpc_pb2.LeaseRevokeRequest(ID=granted.ID), call))
+    assert run(ensureDeferred, service.lease_time_to_live(rpc_pb2.LeaseTimeToLiveRequest(ID=granted.ID), call)).TTL == 0
+    revoked = run(ensureDeferred, service.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=granted.ID), call))
     assert revoked.header.revision == 3
-    with pytest.raises(GRPCError) as caught:
-        run(ensureDeferred, service.revoke(rpc_pb2.LeaseRevokeRequest(ID=granted.ID), call))
-    assert (caught.value.code, caught.value.message) == errors.LEASE_NOT_FOUND
+    with pytest.raises(Exception) as caught:
+        run(ensureDeferred, service.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=granted.ID), call))
+    refusal = errors.translate(caught.value)
+    assert refusal is not None and (refusal.code, refusal.message) == errors.LEASE_NOT_FOUND
 
 
 def test_a_sweep_deletes_each_expired_leases_keys_in_one_revision(run: Run, store: Any) -> None:

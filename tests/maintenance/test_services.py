@@ -5,14 +5,17 @@ Handlers are called directly (no gRPC): what each answers, and the etcd errors i
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from k8s_sql.etcd.auth import AUTH_UNSUPPORTED, AuthService
 from k8s_sql.etcd.cluster import ClusterService
+from k8s_sql.etcd.errors import translate
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.maintenance import EtcdVersion, MaintenanceService, alarm_text
+from k8s_sql.etcd.services import register
 from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import rpc_pb2
@@ -29,9 +32,12 @@ def maintenance(store: Any) -> MaintenanceService:
 
 
 def refused(run: Callable[..., Any], handler: Callable[..., Any], request: Any) -> tuple[StatusCode, str]:
-    with pytest.raises(GRPCError) as raised:
+    """The status the call ends with, store failures translated as registration does."""
+    with pytest.raises(Exception) as raised:
         run(handler, request, None)
-    return raised.value.code, raised.value.message
+    error = translate(raised.value) or raised.value
+    assert isinstance(error, GRPCError), error
+    return error.code, error.message
 
 
 def test_status_reports_this_member_as_leader_at_the_current_revision(run: Callable[..., Any], store: Any, maintenance: MaintenanceService) -> None:
@@ -150,7 +156,7 @@ def test_member_list_shows_this_member_with_its_client_urls(run: Callable[..., A
 
 
 def test_membership_changes_are_refused(run: Callable[..., Any], store: Any) -> None:
-    cluster = ClusterService(store, IDENTITY, "default", lambda: [])
+    cluster = ClusterService(store, IDENTITY, "default", list)
     not_found = (StatusCode.NOT_FOUND, "etcdserver: member not found")
     assert refused(run, cluster.member_remove, rpc_pb2.MemberRemoveRequest(ID=5)) == not_found
     assert refused(run, cluster.member_update, rpc_pb2.MemberUpdateRequest(ID=5)) == not_found
@@ -182,9 +188,12 @@ def test_auth_is_disabled(run: Callable[..., Any], store: Any) -> None:
 
 def test_every_method_of_the_three_services_is_registered(store: Any) -> None:
     registry = MethodRegistry()
-    MaintenanceService(store, IDENTITY, "3.6.4").register(registry)
-    ClusterService(store, IDENTITY, "default", lambda: []).register(registry)
-    AuthService(store, IDENTITY).register(registry)
+    register(
+        registry,
+        MaintenanceService(store, IDENTITY, "3.6.4"),
+        ClusterService(store, IDENTITY, "default", list),
+        AuthService(store, IDENTITY),
+    )
     for name in ("Maintenance", "Cluster", "Auth"):
         for method in rpc_pb2.DESCRIPTOR.services_by_name[name].methods:
             assert registry.lookup(f"/etcdserverpb.{name}/{method.name}").path.endswith(method.name)

@@ -10,6 +10,7 @@ import queue
 import time
 from typing import Any, Callable, Iterator
 
+from k8s_sql.etcd.services import register
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.kv import KVService
 from k8s_sql.etcd.watch import WatchService
@@ -33,8 +34,9 @@ class Server:
         run(self.follower.startService)
         registry = MethodRegistry()
         identity = Identity(store.cluster_id, 1)
-        KVService(store, identity).register(registry)
-        WatchService(self.hub, store, self.follower, identity, reactor, **options).register(registry)
+        register(
+            registry, KVService(store, identity), WatchService(self.hub, store, self.follower, identity, reactor, **options)
+        )
         self.factory = GRPCServerFactory(registry, reactor)
         self.port = run(reactor.listenTCP, 0, self.factory, interface="127.0.0.1")
         self.endpoint = f"127.0.0.1:{self.port.getHost().port}"

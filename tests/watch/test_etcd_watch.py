@@ -4,18 +4,20 @@ cancellation, compaction, progress notifications and slow readers."""
 from __future__ import annotations
 
 import gc
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.encode import EncodedEvents
-from k8s_sql.etcd.watch import DUPLICATE_ID, EMPTY_RANGE, WATCH_METHOD, WatchService, WatchStream
-from k8s_sql.grpc.interfaces import IMethodRegistry, IServerCall
+from k8s_sql.etcd.header import Identity
+from k8s_sql.etcd.errors import translate
+from k8s_sql.etcd.services import register
+from k8s_sql.etcd.watch import DUPLICATE_ID, EMPTY_RANGE, WatchService, WatchStream
+from k8s_sql.grpc.interfaces import IServerCall
+from k8s_sql.grpc.registry import CallKind, MethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import kv_pb2, rpc_pb2
 from k8s_sql.store.model import Event, EventType, KeyValue
@@ -54,8 +56,11 @@ class Server:
         return call
 
     def outcome(self, call: FakeCall) -> Failure | None:
-        """How the call ended: ``None`` while it runs."""
+        """How the call ended, store failures translated as registration has the gRPC layer
+        do: ``None`` while it runs."""
         [outcome] = self.outcomes[call] or [None]
+        if isinstance(outcome, Failure) and (translated := translate(outcome.value)) is not None:
+            return Failure(translated)
         return outcome
 
     def hang_up(self, call: FakeCall) -> None:
@@ -73,6 +78,9 @@ def revisions(responses: list[rpc_pb2.WatchResponse]) -> list[int]:
     return [event.kv.mod_revision for response in responses for event in response.events]
 
 
+WATCH_METHOD = "/etcdserverpb.Watch/Watch"
+
+
 def queued_sizes(outbox: Any) -> list[int]:
     """The list of ``outbox``'s sizes after each message put in it from now on."""
     sizes: list[int] = []
@@ -86,29 +94,13 @@ def queued_sizes(outbox: Any) -> list[int]:
     return sizes
 
 
-@implementer(IMethodRegistry)
-class Registry:
-    def __init__(self) -> None:
-        self.bidis: dict[str, tuple[Callable[..., Any], Callable[[bytes], Any], Callable[[Any], bytes]]] = {}
-
-    def unary(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
-        raise AssertionError("Watch is a bidi method")
-
-    server_stream = client_stream = unary
-
-    def bidi(self, path: str, handler: Any, deserialize: Any, serialize: Any) -> None:
-        self.bidis[path] = (handler, deserialize, serialize)
-
-    def lookup(self, path: str) -> Any:
-        return self.bidis[path]
-
-
 def test_registers_the_bidi_watch_method() -> None:
-    registry = Registry()
-    verifyObject(IMethodRegistry, registry)
+    registry = MethodRegistry()
     server = Server()
-    server.service.register(registry)
-    handler, deserialize, serialize = registry.bidis[WATCH_METHOD]
+    register(registry, server.service)
+    method = registry.lookup(WATCH_METHOD)
+    assert method.kind is CallKind.BIDI
+    handler, deserialize, serialize = method.handler, method.deserialize, method.serialize
     request = rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=3))
     assert deserialize(request.SerializeToString()) == request
     assert serialize(b"encoded") == b"encoded"
@@ -786,7 +778,7 @@ def test_watches_of_a_slow_stream_catch_up_with_shared_reads_and_a_bounded_queue
     received: dict[int, list[int]] = {}
     for response in call.take():
         received.setdefault(response.watch_id, []).extend(event.kv.mod_revision for event in response.events)
-    assert received == {watch_id: written for watch_id in range(50)}
+    assert received == dict.fromkeys(range(50), written)
     assert len(server.hub) == 50
     # 300 revisions in batches of 100: each batch is read once by each group of watches
     # that resumed together (two or three), not once per watch (50).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from twisted.application.service import IService
 from twisted.internet.task import Clock
@@ -10,9 +10,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from k8s_sql.store.keys import KeyRange
 from k8s_sql.store.model import Event
 from k8s_sql.watch.follower import Follower, IFollower
-from k8s_sql.store.keys import KeyRange
 from k8s_sql.watch.hub import IWatcher, WatchHub
 from tests.watch.doubles import MemoryLog
 

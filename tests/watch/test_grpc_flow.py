@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from k8s_sql.etcd.header import Identity
-from k8s_sql.etcd.watch import WATCH_METHOD, WatchService, WatchStream
+from k8s_sql.etcd.watch import WatchService, WatchStream
 from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.grpc.protocol import GRPCServerFactory
 from k8s_sql.grpc.registry import MethodRegistry
@@ -22,6 +22,8 @@ from tests.grpc.h2peer import Peer, message
 from tests.watch.doubles import MemoryLog
 
 QUEUE_LIMIT = 16 * 1024
+
+WATCH_METHOD = "/etcdserverpb.Watch/Watch"
 
 
 def watch_request(**create: Any) -> bytes:

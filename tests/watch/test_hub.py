@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from twisted.logger import Logger
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from k8s_sql.store.model import Event, EventType, KeyValue
 from k8s_sql.store.keys import KeyRange
+from k8s_sql.store.model import Event, EventType, KeyValue
 from k8s_sql.watch.hub import IWatcher, IWatchHub, WatchHub
 
 

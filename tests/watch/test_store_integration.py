@@ -6,7 +6,8 @@ Everything runs in the reactor thread (the ``run`` fixture); waiting is done on 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
@@ -18,9 +19,9 @@ from k8s_sql.etcd.watch import WatchService, WatchStream
 from k8s_sql.proto import kv_pb2
 from k8s_sql.store import open_store
 from k8s_sql.store.interfaces import IChangeLog
+from k8s_sql.store.keys import KeyRange
 from k8s_sql.store.model import DeleteRangeRequest, Event, EventType, PutRequest, TxnRequest
 from k8s_sql.watch.follower import Follower
-from k8s_sql.store.keys import KeyRange
 from k8s_sql.watch.hub import IWatcher, WatchHub
 from tests.watch.doubles import FakeCall
 
