@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -143,6 +144,15 @@ def parse_timeout(value: bytes) -> float:
     if not digits.isdigit():
         raise ValueError(f"timeout value is not a number: {value!r}")
     return int(digits) * unit
+
+
+def encode_timeout(seconds: float) -> bytes:
+    """A ``grpc-timeout`` value (at most 8 digits and a unit) no shorter than ``seconds``."""
+    for unit, scale in ((b"m", 1e3), (b"S", 1.0), (b"M", 1 / 60), (b"H", 1 / 3600)):
+        amount = max(math.ceil(seconds * scale), 0)
+        if amount < 10**8:
+            return b"%d" % amount + unit
+    return b"99999999H"
 
 
 def decode_binary(value: bytes) -> bytes:

@@ -61,3 +61,20 @@ class IMethodRegistry(Interface):
 
     def lookup(path):
         """Return the registered method for ``path``, or raise ``GRPCError(UNIMPLEMENTED)``."""
+
+
+class IUnaryChannel(Interface):
+    """Unary gRPC calls to one server (``k8s_sql.grpc.client.GRPCChannel``)."""
+
+    authority = Attribute("The server's host:port.")
+
+    def unary(path, request, response_type, metadata=(), timeout=None):
+        """Call ``path`` with the protobuf ``request`` (a coroutine giving a ``response_type``).
+
+        ``metadata`` holds (name, value) pairs; ``timeout`` is in seconds (``None``: none).
+
+        Fails with ``GRPCError``: the server's status, UNAVAILABLE when it cannot be reached.
+        """
+
+    def close():
+        """Close the connection (a coroutine)."""

@@ -30,8 +30,8 @@ from twisted.python import usage
 
 from k8s_sql import __version__
 from k8s_sql.durations import positive_duration
+from k8s_sql.grpc.client import channel_for
 from k8s_sql.grpc.status import GRPCError
-from k8s_sql.migrate.channel import channel_for
 from k8s_sql.migrate.database import StoreSink, StoreSource
 from k8s_sql.migrate.dumpfile import STANDARD_STREAM, DumpReader, DumpWriter
 from k8s_sql.migrate.dumpformat import DumpError

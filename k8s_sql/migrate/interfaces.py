@@ -36,20 +36,3 @@ class ISnapshotSink(Interface):
 
     def finish():
         """Make everything written durable and complete (a coroutine)."""
-
-
-class IUnaryChannel(Interface):
-    """Unary gRPC calls to one server (``k8s_sql.migrate.channel.GRPCChannel``)."""
-
-    authority = Attribute("The server's host:port.")
-
-    def unary(path, request, response_type, metadata=(), timeout=None):
-        """Call ``path`` with the protobuf ``request`` (a coroutine giving a ``response_type``).
-
-        ``metadata`` holds (name, value) pairs; ``timeout`` is in seconds (``None``: none).
-
-        Fails with ``GRPCError``: the server's status, UNAVAILABLE when it cannot be reached.
-        """
-
-    def close():
-        """Close the connection (a coroutine)."""

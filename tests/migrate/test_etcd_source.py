@@ -14,9 +14,10 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from k8s_sql.grpc.status import GRPCError, StatusCode
-from k8s_sql.migrate.channel import GRPCChannel
+from k8s_sql.grpc.client import GRPCChannel
 from k8s_sql.migrate.etcd import AUTHENTICATE, INVALID_TOKEN, LEASE_LEASES, LEASE_TIME_TO_LIVE, RANGE, EtcdSource
-from k8s_sql.migrate.interfaces import ISnapshotSource, IUnaryChannel
+from k8s_sql.grpc.interfaces import IUnaryChannel
+from k8s_sql.migrate.interfaces import ISnapshotSource
 from k8s_sql.migrate.snapshot import Batch, Pager, SnapshotHeader
 from k8s_sql.proto import kv_pb2, rpc_pb2
 from k8s_sql.store.model import KeyValue, LeaseTimeToLive

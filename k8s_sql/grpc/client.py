@@ -1,4 +1,4 @@
-"""Unary gRPC calls over HTTP/2, on Twisted and h2: the client side the migration tool needs.
+"""Unary gRPC calls over HTTP/2, on Twisted and h2: the client side, for the migration tool and any code here that needs a gRPC client (grpcio is not a dependency of the server).
 
 :class:`GRPCChannel` sends each call on its own stream of one HTTP/2 connection, made on
 first use and made again after it is lost.  :class:`ClientConnection` is that connection
@@ -12,7 +12,6 @@ Nothing here knows etcd.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,9 +48,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from k8s_sql.grpc.framing import MessageReader, frame_message
-from k8s_sql.grpc.headers import Header, encode_metadata
+from k8s_sql.grpc.headers import Header, encode_metadata, encode_timeout
+from k8s_sql.grpc.interfaces import IUnaryChannel
 from k8s_sql.grpc.status import GRPCError, StatusCode
-from k8s_sql.migrate.interfaces import IUnaryChannel
 
 M = TypeVar("M", bound=Message)
 
@@ -80,15 +79,6 @@ _RESET_CODES = {
     ErrorCodes.REFUSED_STREAM: StatusCode.UNAVAILABLE,
     ErrorCodes.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED,
 }
-
-
-def encode_timeout(seconds: float) -> bytes:
-    """A ``grpc-timeout`` value (at most 8 digits and a unit) no shorter than ``seconds``."""
-    for unit, scale in ((b"m", 1e3), (b"S", 1.0), (b"M", 1 / 60), (b"H", 1 / 3600)):
-        amount = max(math.ceil(seconds * scale), 0)
-        if amount < 10**8:
-            return b"%d" % amount + unit
-    return b"99999999H"
 
 
 class _Call:

@@ -16,7 +16,8 @@ from k8s_sql.grpc.protocol import GRPCServerFactory
 from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.grpc.tls import server_endpoint
-from k8s_sql.migrate.channel import GRPCChannel, _Call, channel_for, encode_timeout
+from k8s_sql.grpc.client import GRPCChannel, _Call, channel_for
+from k8s_sql.grpc.headers import encode_timeout
 from k8s_sql.proto.kv_pb2 import KeyValue
 from tests.grpc.support import Certificates, make_certificates
 
