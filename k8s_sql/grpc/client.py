@@ -1,4 +1,6 @@
-"""Unary gRPC calls over HTTP/2, on Twisted and h2: the client side, for the migration tool and any code here that needs a gRPC client (grpcio is not a dependency of the server).
+"""Unary gRPC calls over HTTP/2, on Twisted and h2: the client side.
+
+The migration tool calls etcd with it; grpcio is not a dependency of the server.
 
 :class:`GRPCChannel` sends each call on its own stream of one HTTP/2 connection, made on
 first use and made again after it is lost.  :class:`ClientConnection` is that connection
