@@ -30,7 +30,6 @@ from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerE
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from k8s_sql.compactor import AutoCompactor, Retention, retention_policy
 from k8s_sql.etcd.auth import AuthService
 from k8s_sql.etcd.cluster import ClusterService
 from k8s_sql.etcd.header import Identity
@@ -43,8 +42,9 @@ from k8s_sql.grpc.health import HealthService
 from k8s_sql.grpc.protocol import KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, GRPCServerFactory, KiB
 from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.grpc.tls import TLSConfigurationError, TLSEndpointParser, server_endpoint
-from k8s_sql.lease.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
-from k8s_sql.lease.sweeper import LeaseSweeper
+from k8s_sql.housekeeping.compactor import AutoCompactor, Retention, retention_policy
+from k8s_sql.housekeeping.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
+from k8s_sql.housekeeping.sweeper import LeaseSweeper
 from k8s_sql.metrics.calls import InstrumentedRegistry
 from k8s_sql.metrics.collectors import ServerMetrics
 from k8s_sql.metrics.health import DatabaseHealth

@@ -23,13 +23,13 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from k8s_sql import __version__
-from k8s_sql.compactor import MODES as COMPACTION_MODES
 from k8s_sql.durations import format_duration, parse_duration, positive_duration
 from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES
 from k8s_sql.etcd.lease import DEFAULT_MIN_TTL
 from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL
 from k8s_sql.grpc.protocol import KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT
-from k8s_sql.lease.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
+from k8s_sql.housekeeping.compactor import MODES as COMPACTION_MODES
+from k8s_sql.housekeeping.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
 from k8s_sql.logs import LOG_FORMATS, LOG_LEVELS, log_observer
 from k8s_sql.service import (
     DEFAULT_ENDPOINT,

@@ -1,7 +1,7 @@
 """The etcd ``Lease`` service: grant, revoke, keep-alive, time-to-live and list, over an ``ILeaseStore``.
 
 Leases are rows in the database with an absolute deadline, so any server sharing the
-database can renew any lease, and expiry (``k8s_sql.lease.sweeper``) is a database write
+database can renew any lease, and expiry (``k8s_sql.housekeeping.sweeper``) is a database write
 too.  Times come from an injected clock.
 """
 

@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from k8s_sql.etcd import errors
 from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.lease import LeaseService
-from k8s_sql.lease.sweeper import LeaseSweeper
+from k8s_sql.housekeeping.sweeper import LeaseSweeper
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.store import open_store
 from k8s_sql.store.model import EventType, PutRequest

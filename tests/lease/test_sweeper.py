@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from zope.interface.verify import verifyObject
 
-from k8s_sql.lease.sweeper import DEFAULT_INTERVAL, LeaseSweeper
+from k8s_sql.housekeeping.sweeper import DEFAULT_INTERVAL, LeaseSweeper
 from k8s_sql.store.errors import Unavailable
 from k8s_sql.store.interfaces import ILeaseStore
 from tests.lease.doubles import MemoryLeaseStore

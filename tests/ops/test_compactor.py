@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from zope.interface.verify import verifyObject
 
-from k8s_sql.compactor import AutoCompactor, PeriodicRetention, RevisionRetention, retention_policy
+from k8s_sql.housekeeping.compactor import AutoCompactor, PeriodicRetention, RevisionRetention, retention_policy
 from k8s_sql.store.errors import Compacted, FutureRevision, Unavailable
 
 HOUR = 3600.0

@@ -13,7 +13,7 @@ from twisted.logger import ILogObserver
 from twisted.python import usage
 from zope.interface.verify import verifyObject
 
-from k8s_sql.compactor import PeriodicRetention, RevisionRetention
+from k8s_sql.housekeeping.compactor import PeriodicRetention, RevisionRetention
 from k8s_sql.service import ConfigurationError, K8sSQLService, ServerConfig, plan_server
 from k8s_sql.tap import Options, TwistdService, makeService
 from tests.grpc.support import Certificates

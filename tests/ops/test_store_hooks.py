@@ -9,7 +9,7 @@ import pytest
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.logger import LogLevel, capturedLogs
 
-from k8s_sql.compactor import AutoCompactor, RevisionRetention
+from k8s_sql.housekeeping.compactor import AutoCompactor, RevisionRetention
 from k8s_sql.slowsql import SlowTransactionLog
 from k8s_sql.store import open_store
 from k8s_sql.store.errors import Compacted, EmptyKey
