@@ -388,7 +388,7 @@ def serve_in_process(streams: Sequence[int], grpc_stack: bool) -> tuple[MemoryLo
     clock = Clock()
     log = MemoryLog()
     hub = WatchHub()
-    follower = Follower(log, hub, clock, poll_interval=None)
+    follower = Follower(log, hub, clock)
     follower.startService()
     service = WatchService(hub, log, follower, Identity(1, 2), clock)
     create = rpc_pb2.WatchRequest(

@@ -55,8 +55,9 @@ from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS
 from k8s_sql.store.compaction import DEFAULT_BATCH as DEFAULT_COMPACTION_BATCH
 from k8s_sql.store.interfaces import IStore
 from k8s_sql.store.pool import load_dialect
+from k8s_sql.store.signals import DEFAULT_POLL_INTERVAL
 from k8s_sql.store.url import DatabaseURL
-from k8s_sql.watch.follower import DEFAULT_POLL_INTERVAL, Follower
+from k8s_sql.watch.follower import Follower
 from k8s_sql.watch.hub import WatchHub
 
 DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
@@ -297,6 +298,7 @@ class K8sSQLService(MultiService):
             reactor,
             max_txn_ops=config.max_txn_ops,
             compaction_batch=config.compaction_batch,
+            poll_interval=config.poll_interval,
         )
         store.database.observe_transactions(metrics.transaction_ended)
         if config.slow_sql_threshold > 0:
@@ -304,7 +306,7 @@ class K8sSQLService(MultiService):
         identity = Identity(store.cluster_id, member_id(store.cluster_id, config.name))
         hub = WatchHub()
         metrics.count_watchers(hub)
-        follower = Follower(store, hub, reactor, poll_interval=config.poll_interval)
+        follower = Follower(store, hub, reactor)
         follower.setServiceParent(self)
         LeaseSweeper(store, reactor, config.lease_sweep_interval).setServiceParent(self)
         if self.plan.compaction is not None:

@@ -42,7 +42,7 @@ from k8s_sql.service import (
 )
 from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS
 from k8s_sql.store.compaction import DEFAULT_BATCH as DEFAULT_COMPACTION_BATCH
-from k8s_sql.watch.follower import DEFAULT_POLL_INTERVAL
+from k8s_sql.store.signals import DEFAULT_POLL_INTERVAL
 
 
 def seconds_or_zero(text: str) -> float:

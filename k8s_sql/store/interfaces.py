@@ -71,14 +71,15 @@ class IChangeLog(Interface):
         without ``prev_kv`` and none of its deletions.
         """
 
-    def notify_commits(observer: Callable[[int], None]):
+    def notify_commits(observer: Callable[[int | None], None]):
         """Call ``observer(revision)`` in the reactor thread when a commit took ``revision``.
 
         Local commits are always reported at once.  Commits by other servers sharing the
-        database are reported only where the database can push them (PostgreSQL
-        LISTEN/NOTIFY); elsewhere the watch follower finds them by polling ``changes``.
-        When it is called, every revision up to ``revision`` is committed; calls may come
-        out of order and more than once.  Returns a function that unregisters ``observer``.
+        database are reported where the database can push them (PostgreSQL LISTEN/NOTIFY),
+        and otherwise by ``observer(None)`` every poll interval: something may be new (see
+        ``k8s_sql.store.signals``).  When it is called, every revision up to ``revision``
+        is committed; calls may come out of order and more than once.  Returns a function
+        that unregisters ``observer``.
         """
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,8 +37,10 @@ from k8s_sql.store.model import (
 from k8s_sql.store.pool import Database
 from k8s_sql.store.reads import Reader
 from k8s_sql.store.session import Session
+from k8s_sql.store.signals import CommitObserver, CommitSignals
 from k8s_sql.store.url import DatabaseURL
-from k8s_sql.store.writes import BatchFailure, Executor, apply
+from k8s_sql.store.writequeue import Write, WriteQueue
+from k8s_sql.store.writes import Executor, apply
 
 T = TypeVar("T")
 
@@ -60,6 +61,7 @@ def open_store(
     *,
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
     compaction_batch: int = compaction.DEFAULT_BATCH,
+    poll_interval: float | None = None,
     rng: random.Random | None = None,
 ) -> defer.Deferred[SQLStore]:
     """Connect to the database at ``url``, creating the schema on first use; fires with the store.
@@ -67,20 +69,27 @@ def open_store(
     ``url`` is a database URL (``k8s_sql.store.url``; ``DEFAULT_URL`` when the user named none).
     Fails with ``ValueError`` for a bad URL, ``Unavailable`` when the database cannot be
     reached, and ``SchemaTooNew`` when a newer k8s-sql created its schema.  ``reactor``
-    runs the connection pools and times retries; ``rng`` picks cluster and lease IDs.
+    runs the connection pools and times retries and polls; ``poll_interval`` is how often
+    the store's followers are told to look for commits nothing announced (``None``: never);
+    ``rng`` picks cluster and lease IDs.
     """
-    return defer.ensureDeferred(_open(url, reactor, max_txn_ops, compaction_batch, rng or random.SystemRandom()))
+    options = {"max_txn_ops": max_txn_ops, "compaction_batch": compaction_batch, "poll_interval": poll_interval}
+    return defer.ensureDeferred(_open(url, reactor, rng or random.SystemRandom(), options))
 
 
-async def _open(url: str, reactor: Any, max_txn_ops: int, compaction_batch: int, rng: random.Random) -> SQLStore:
+async def _open(url: str, reactor: Any, rng: random.Random, options: dict[str, Any]) -> SQLStore:
     database = Database(DatabaseURL.parse(url), reactor)
     try:
         cluster_id = await database.write(schema.ensure, rng)
     except BaseException:
         database.close()
         raise
-    store = SQLStore(database, cluster_id, max_txn_ops=max_txn_ops, compaction_batch=compaction_batch, rng=rng)
-    await store.start()
+    store = SQLStore(database, cluster_id, rng=rng, **options)
+    try:
+        await store.start()
+    except BaseException:
+        await store.close()
+        raise
     return store
 
 
@@ -97,35 +106,14 @@ def _read_only_txn(session: Session, request: TxnRequest) -> TxnResponse:
     return Executor.read_only(session).txn(request)
 
 
-#: The most writes one database transaction carries.
-MAX_BATCH = 64
-
-
-@dataclasses.dataclass
-class _Write:
-    """A write waiting for its turn, and the Deferred its caller awaits."""
-
-    operation: Callable[..., Any]
-    args: tuple
-    done: defer.Deferred
-
-    def answer(self, result: object) -> None:
-        """Fire ``done`` with a response or a ``Failure``, unless the caller gave up."""
-        if self.done.called:
-            return
-        if isinstance(result, Failure):
-            self.done.errback(result)
-        else:
-            self.done.callback(result)
-
-
 @implementer(IStore, IBulkLoad)
 class SQLStore:
     """An ``IStore`` on a ``Database``; get one with ``open_store``.
 
     ``max_txn_ops`` bounds the operations of a transaction branch (etcd's
     ``--max-txn-ops``); ``compaction_batch`` is how many revisions one physical compaction
-    step examines; ``rng`` picks lease IDs.
+    step examines; ``poll_interval`` is how often ``signals`` polls (``None``: never);
+    ``rng`` picks lease IDs.
     """
 
     log = Logger()
@@ -137,6 +125,7 @@ class SQLStore:
         *,
         max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
         compaction_batch: int = compaction.DEFAULT_BATCH,
+        poll_interval: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.cluster_id = cluster_id
@@ -145,13 +134,17 @@ class SQLStore:
         self._max_txn_ops = max_txn_ops
         self._compaction_batch = compaction_batch
         self._rng = rng or random.SystemRandom()
-        self._channel = f"k8s_sql_{cluster_id}"
-        self._observers: list[Callable[[int], None]] = []
+        channel = f"k8s_sql_{cluster_id}"
+        self._channel = channel
+        #: News of commits: this store's own, the database's announcements, polls.
+        self.signals = CommitSignals(
+            database.reactor,
+            poll_interval,
+            lambda observer: database.dialect.listen(database.reactor, channel, observer),
+        )
         self._background: set[defer.Deferred] = set()
         self._closing = False
-        self._listener: Any = None
-        self._queue: list[_Write] = []
-        self._writing = False
+        self._writes = WriteQueue(self._run_batch, self.signals.committed)
 
     @_deferred
     async def range(self, request: RangeRequest) -> RangeResponse:
@@ -206,10 +199,9 @@ class SQLStore:
         """The events after revision ``after`` (see ``k8s_sql.store.feed``)."""
         return await self.database.read(feed.changes, after, limit, from_compaction)
 
-    def notify_commits(self, observer: Callable[[int], None]) -> Callable[[], None]:
-        """Call ``observer(revision)`` after commits (see ``IStore``); returns an unregister function."""
-        self._observers.append(observer)
-        return lambda: self._observers.remove(observer)
+    def notify_commits(self, observer: CommitObserver) -> Callable[[], None]:
+        """Call ``observer`` on every commit signal (see ``IChangeLog``); returns an unregister function."""
+        return self.signals.subscribe(observer)
 
     @_deferred
     async def lease_grant(self, lease_id: int, ttl: int, now: float) -> Lease:
@@ -295,16 +287,15 @@ class SQLStore:
     async def close(self) -> None:
         """Stop background work and close the connections."""
         self._closing = True
-        if self._listener is not None:
-            await self._listener.stop()
+        await self.signals.stop()
         await defer.DeferredList(list(self._background))
         self.database.close()
 
     @_deferred
     async def start(self) -> None:
-        """Listen for other servers' commits where the database pushes them, and finish any
+        """Start the commit signals (the database's push channel, polling), and finish any
         interrupted compaction in the background; ``open_store`` calls this."""
-        self._listener = await self.database.dialect.listen(self.database.reactor, self._channel, self._committed)
+        await self.signals.start()
         self.resume_compaction()
 
     def resume_compaction(self) -> None:
@@ -323,72 +314,24 @@ class SQLStore:
             pass
 
     async def _write(self, operation: Callable[..., T], *args: Any) -> T:
-        """Run ``operation(executor, *args)`` holding the revision lock; report the commit.
+        """Run ``operation(executor, *args)`` holding the revision lock, in a transaction it
+        may share with writes waiting at the same time (``k8s_sql.store.writequeue``)."""
+        return await self._writes.write(operation, args)
 
-        Writes that arrive while one is committing wait and then go together, in arrival
-        order, in one database transaction (``writes.apply``): each still takes its own
-        revision and gets its own answer, but they share one lock and one commit.
-        """
-        write = _Write(operation, args, defer.Deferred())
-        self._queue.append(write)
-        if not self._writing:
-            self._writing = True
-            defer.ensureDeferred(self._drain())
-        return await write.done
+    def _run_batch(self, batch: list[Write]) -> defer.Deferred[tuple[list[Any], int | None]]:
+        if len(batch) == 1:  # named after its operation in transaction logs and metrics
+            return defer.ensureDeferred(self.database.write(self._locked, *batch[0]))
+        return defer.ensureDeferred(self.database.write(self._batched, batch))
 
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                await self._commit(batch)
-        finally:
-            self._writing = False
-
-    async def _commit(self, batch: list[_Write]) -> None:
-        """Commit ``batch``; a write refused with a ``StoreError`` is answered so and the
-        others are committed without it."""
-        while batch:
-            try:
-                if len(batch) == 1:
-                    response, revision = await self.database.write(self._locked, batch[0].operation, batch[0].args)
-                    responses = [response]
-                else:
-                    responses, revision = await self.database.write(
-                        self._batched, [(w.operation, w.args) for w in batch]
-                    )
-            except BatchFailure as failed:
-                batch.pop(failed.index).answer(Failure(failed.error))
-                continue
-            except Exception:
-                failure = Failure()
-                for write in batch:
-                    write.answer(failure)
-                return
-            if revision is not None:
-                self._committed(revision)
-            for write, response in zip(batch, responses, strict=False):
-                write.answer(response)
-            return
-
-    def _locked(self, session: Session, operation: Callable[..., T], args: tuple) -> tuple[T, int | None]:
+    def _locked(self, session: Session, operation: Callable[..., T], args: tuple) -> tuple[list[T], int | None]:
         """One write in its own transaction."""
-        (response,), revision = self._batched(session, [(operation, args)])
-        return response, revision
+        return self._batched(session, [(operation, args)])
 
-    def _batched(
-        self, session: Session, writes: Sequence[tuple[Callable[..., Any], tuple]]
-    ) -> tuple[list[Any], int | None]:
+    def _batched(self, session: Session, writes: Sequence[Write]) -> tuple[list[Any], int | None]:
         responses, revision = apply(session, writes)
         if revision is not None:
             session.dialect.announce(session.cursor, self._channel, revision)
         return responses, revision
-
-    def _committed(self, revision: int) -> None:
-        for observer in list(self._observers):
-            try:
-                observer(revision)
-            except Exception:
-                self.log.failure("commit observer {observer!r} failed", observer=observer)
 
     def _check_key(self, key: bytes) -> None:
         if len(key) > self.database.dialect.max_key_bytes:

@@ -1,11 +1,10 @@
 """The follower: tails the committed revision log, in order, and feeds the watch hub.
 
-A commit made through this server pokes the follower at once (``IChangeLog.notify_commits``),
-and so do commits the database pushes (PostgreSQL LISTEN/NOTIFY).  Commits by other
-servers sharing the database are otherwise found by polling every ``poll_interval``
-seconds.  Pokes coalesce: one read of the log is in flight at a time, and however many
-pokes arrive meanwhile, they cause at most one more.  A failed read is logged and retried;
-it never stops the follower.
+Every commit signal of the store pokes the follower (``IChangeLog.notify_commits``: local
+commits at once, commits the database pushes, and polls for the rest; see
+``k8s_sql.store.signals``).  Pokes coalesce: one read of the log is in flight at a time,
+and however many pokes arrive meanwhile, they cause at most one more.  A failed read is
+logged and retried; it never stops the follower.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from itertools import groupby
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
@@ -24,8 +22,6 @@ from k8s_sql.store.errors import Compacted
 from k8s_sql.store.interfaces import IChangeLog
 from k8s_sql.watch.hub import IWatchHub
 
-#: Seconds between polls for commits by other servers, as kine's default.
-DEFAULT_POLL_INTERVAL = 1.0
 #: Events read from the log at most per query (the store never splits a revision).
 DEFAULT_BATCH_SIZE = 1000
 #: Seconds before a failed read of the log is tried again.
@@ -52,9 +48,7 @@ class Follower(Service):
 
     @param store: the log to tail.
     @param hub: where each revision is published.
-    @param clock: schedules polls and retries.
-    @param poll_interval: seconds between polls for other servers' commits; ``None`` or 0
-        polls never (a single server, or a database that pushes every commit).
+    @param clock: schedules retries.
     @param batch_size: events read from the log at most per query.
     @param retry_interval: seconds before a failed read is tried again.
     """
@@ -66,18 +60,15 @@ class Follower(Service):
         store: IChangeLog,
         hub: IWatchHub,
         clock: IReactorTime,
-        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
         batch_size: int = DEFAULT_BATCH_SIZE,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
     ) -> None:
         self._store = store
         self._hub = hub
         self._clock = clock
-        self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._retry_interval = retry_interval
         self._unsubscribe: Callable[[], object] | None = None
-        self._poller: LoopingCall | None = None
         self._retry: IDelayedCall | None = None
         self._wanted = False
         self._following = False
@@ -85,24 +76,17 @@ class Follower(Service):
         self._waiting: list[Deferred[None]] = []
 
     def startService(self) -> None:
-        """Subscribe to commit notices, start polling and read the log once."""
+        """Subscribe to commit signals and read the log once."""
         super().startService()
         self._unsubscribe = self._store.notify_commits(self.poke)
-        if self._poll_interval:
-            self._poller = LoopingCall(self.poke)
-            self._poller.clock = self._clock
-            self._poller.start(self._poll_interval, now=False)
         self.poke()
 
     def stopService(self) -> None:
-        """Stop polling and reading; pending ``sync`` callers are released."""
+        """Stop reading; pending ``sync`` callers are released."""
         super().stopService()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._poller is not None:
-            self._poller.stop()
-            self._poller = None
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None

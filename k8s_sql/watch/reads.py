@@ -46,8 +46,8 @@ class SharedReads:
         """The log's last compaction revision."""
         return self._log.compact_revision()
 
-    def notify_commits(self, observer: Callable[[int], None]) -> Callable[[], object]:
-        """Commit notices of the log."""
+    def notify_commits(self, observer: Callable[[int | None], None]) -> Callable[[], object]:
+        """Commit signals of the log."""
         return self._log.notify_commits(observer)
 
     def changes(self, after: int, limit: int, from_compaction: bool = False) -> Deferred[Sequence[Event]]:

@@ -13,7 +13,8 @@ import dataclasses
 from typing import Callable
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from k8s_sql.grpc.interfaces import IServerCall
@@ -21,6 +22,7 @@ from k8s_sql.proto import rpc_pb2
 from k8s_sql.store.errors import Compacted, Unavailable
 from k8s_sql.store.interfaces import IChangeLog
 from k8s_sql.store.model import Event, EventType, KeyValue
+from k8s_sql.store.signals import CommitSignals
 
 
 @implementer(IChangeLog)
@@ -30,15 +32,19 @@ class MemoryLog:
     @param manual: when true, ``changes`` answers only when the test calls ``answer``,
         with what the log holds then (a read in flight sees later commits, as a database
         read may).
+    @param poll_interval: how often its commit signals poll, on ``clock`` (``None``: never).
     """
 
-    def __init__(self, manual: bool = False) -> None:
+    def __init__(self, manual: bool = False, poll_interval: float | None = None) -> None:
         self.manual = manual
+        self.clock = Clock()
+        #: Commit signals, as a store has: writes signal them, and they may poll.
+        self.signals = CommitSignals(self.clock, poll_interval)
+        ensureDeferred(self.signals.start())
         self.revision = 1
         self.compacted_to = 0
         self.events: list[Event] = []
         self.live: dict[bytes, KeyValue] = {}
-        self.observers: list[Callable[[int], None]] = []
         self.reads: list[tuple[int, int]] = []
         self.pending: list[tuple[int, int, Deferred[list[Event]]]] = []
         self.failures: list[Exception] = []
@@ -68,8 +74,7 @@ class MemoryLog:
                 self.live[key] = kv
                 self.events.append(Event(EventType.PUT, kv, previous))
         if notify:
-            for observer in list(self.observers):
-                observer(revision)
+            self.signals.committed(revision)
         return revision
 
     def compact(self, revision: int) -> None:
@@ -97,9 +102,8 @@ class MemoryLog:
             return waiter
         return self._answer(after, limit, from_compaction)
 
-    def notify_commits(self, observer: Callable[[int], None]) -> Callable[[], None]:
-        self.observers.append(observer)
-        return lambda: self.observers.remove(observer)
+    def notify_commits(self, observer: Callable[[int | None], None]) -> Callable[[], None]:
+        return self.signals.subscribe(observer)
 
     # -- test controls
 

@@ -30,7 +30,7 @@ class Server:
     def __init__(self, run: Run, reactor: Any, store: Any, **options: Any) -> None:
         self.run = run
         self.hub = WatchHub()
-        self.follower = Follower(store, self.hub, reactor, poll_interval=None)
+        self.follower = Follower(store, self.hub, reactor)
         run(self.follower.startService)
         registry = MethodRegistry()
         identity = Identity(store.cluster_id, 1)

@@ -37,7 +37,7 @@ class Server:
         self.clock = Clock()
         self.log = MemoryLog(manual=manual)
         self.hub = WatchHub()
-        self.follower = Follower(self.log, self.hub, self.clock, poll_interval=None)
+        self.follower = Follower(self.log, self.hub, self.clock)
         self.follower.startService()
         if manual:
             self.log.answer()

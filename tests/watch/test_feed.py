@@ -67,7 +67,7 @@ class World:
     def __init__(self, manual: bool = False) -> None:
         self.log = MemoryLog(manual=manual)
         self.hub = WatchHub()
-        self.follower = Follower(self.log, self.hub, Clock(), poll_interval=None)
+        self.follower = Follower(self.log, self.hub, Clock())
         self.follower.startService()
         if manual:
             self.log.answer()

@@ -1,4 +1,4 @@
-"""The follower tails the log in order, coalescing pokes, polling, and surviving failures."""
+"""The follower tails the log in order, coalescing pokes (commits, polls), and surviving failures."""
 
 from __future__ import annotations
 
@@ -30,11 +30,12 @@ class Recorder:
         self.resyncs.append(revision)
 
 
-def started(log: MemoryLog, poll_interval: float | None = 1.0, batch_size: int = 1000) -> tuple[Follower, WatchHub, Clock, Recorder]:
-    clock = Clock()
+def started(log: MemoryLog, batch_size: int = 1000) -> tuple[Follower, WatchHub, Clock, Recorder]:
+    """A follower of ``log``, on the clock the log's commit signals poll by."""
+    clock = log.clock
     hub = WatchHub()
     watcher = Recorder()
-    follower = Follower(log, hub, clock, poll_interval=poll_interval, batch_size=batch_size, retry_interval=5.0)
+    follower = Follower(log, hub, clock, batch_size=batch_size, retry_interval=5.0)
     follower.startService()
     hub.add(watcher, KeyRange(b"\x00", None))
     return follower, hub, clock, watcher
@@ -95,8 +96,8 @@ def test_pokes_for_published_revisions_are_ignored() -> None:
 
 
 def test_other_servers_commits_are_found_by_polling() -> None:
-    log = MemoryLog()
-    follower, hub, clock, watcher = started(log, poll_interval=2.0)
+    log = MemoryLog(poll_interval=2.0)
+    follower, hub, clock, watcher = started(log)
     log.write((b"remote", b"1"), notify=False)
     clock.advance(1.9)
     assert watcher.received == []
@@ -109,7 +110,7 @@ def test_other_servers_commits_are_found_by_polling() -> None:
 
 def test_without_polling_only_pokes_read() -> None:
     log = MemoryLog()
-    follower, hub, clock, watcher = started(log, poll_interval=None)
+    follower, hub, clock, watcher = started(log)
     log.write((b"remote", b"1"), notify=False)
     clock.advance(3600)
     assert watcher.received == []
@@ -118,8 +119,8 @@ def test_without_polling_only_pokes_read() -> None:
 
 
 def test_failed_reads_are_logged_and_retried_and_polling_goes_on() -> None:
-    log = MemoryLog()
-    follower, hub, clock, watcher = started(log, poll_interval=10.0)
+    log = MemoryLog(poll_interval=10.0)
+    follower, hub, clock, watcher = started(log)
     logged: list[dict] = []
     follower.log = Logger(observer=logged.append)
     log.fail_next_read()
@@ -140,8 +141,8 @@ def test_failed_reads_are_logged_and_retried_and_polling_goes_on() -> None:
 
 
 def test_large_backlogs_are_read_in_batches_of_whole_revisions() -> None:
-    log = MemoryLog()
-    follower, hub, clock, watcher = started(log, poll_interval=1.0, batch_size=2)
+    log = MemoryLog(poll_interval=1.0)
+    follower, hub, clock, watcher = started(log, batch_size=2)
     log.write((b"a", b"1"), (b"b", b"1"), (b"c", b"1"), notify=False)
     log.write((b"d", b"1"), notify=False)
     log.write((b"e", b"1"), notify=False)
@@ -151,8 +152,8 @@ def test_large_backlogs_are_read_in_batches_of_whole_revisions() -> None:
 
 
 def test_a_follower_left_behind_compaction_resyncs_the_hub() -> None:
-    log = MemoryLog()
-    follower, hub, clock, watcher = started(log, poll_interval=1.0)
+    log = MemoryLog(poll_interval=1.0)
+    follower, hub, clock, watcher = started(log)
     log.write((b"a", b"1"), notify=False)
     log.write((b"a", b"2"), notify=False)
     log.compact(3)
@@ -168,8 +169,8 @@ def test_a_follower_left_behind_compaction_resyncs_the_hub() -> None:
 def test_a_follower_one_revision_behind_compaction_resyncs_rather_than_lose_a_deletion() -> None:
     """Watches may start at the compaction revision and get what etcd keeps of it; the
     follower, which feeds live watchers, must not: a deletion there would be lost."""
-    log = MemoryLog()
-    follower, hub, clock, watcher = started(log, poll_interval=1.0)
+    log = MemoryLog(poll_interval=1.0)
+    follower, hub, clock, watcher = started(log)
     log.write((b"a", b"1"))
     log.write((b"a", None), notify=False)
     log.compact(3)
@@ -197,7 +198,7 @@ def test_stopping_stops_reading_and_releases_waiters() -> None:
     follower.sync().addCallback(synced.append)
     follower.stopService()
     assert synced == [None]
-    assert log.observers == []
+    assert len(log.signals) == 0
     log.write((b"a", b"1"))
     clock.advance(60)
     assert len(log.reads) == 1

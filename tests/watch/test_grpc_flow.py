@@ -39,7 +39,7 @@ def test_a_client_that_stops_reading_costs_a_bounded_amount_and_catches_up() -> 
     clock = Clock()
     log = MemoryLog()
     hub = WatchHub()
-    follower = Follower(log, hub, clock, poll_interval=None)
+    follower = Follower(log, hub, clock)
     follower.startService()
     service = WatchService(hub, log, follower, Identity(1, 2), clock, max_queue_bytes=QUEUE_LIMIT)
     streams: list[WatchStream] = []

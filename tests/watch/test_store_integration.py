@@ -58,7 +58,7 @@ def test_the_store_provides_the_change_log(store: Any) -> None:
 def test_the_follower_publishes_local_commits_in_order(run: Run, reactor: Any, store: Any) -> None:
     async def scenario() -> list[Any]:
         hub = WatchHub()
-        follower = Follower(store, hub, reactor, poll_interval=None)
+        follower = Follower(store, hub, reactor)
         follower.startService()
         try:
             await hub.reached(1)
@@ -84,21 +84,21 @@ def test_commits_by_another_server_reach_the_follower(run: Run, reactor: Any, st
     pushes = backend.startswith("postgres")
 
     async def scenario() -> list[Any]:
-        other = await open_store(backend, reactor)
+        watching = await open_store(backend, reactor, poll_interval=None if pushes else 0.05)
         hub = WatchHub()
-        follower = Follower(store, hub, reactor, poll_interval=None if pushes else 0.05)
+        follower = Follower(watching, hub, reactor)
         follower.startService()
         try:
             await hub.reached(1)
             watcher = Recorder()
             hub.add(watcher, KeyRange.one(b"k"))
             for value in (b"1", b"2", b"3"):
-                await other.put(PutRequest(b"k", value))
+                await store.put(PutRequest(b"k", value))
             await hub.reached(4)
             return watcher.received
         finally:
             follower.stopService()
-            await other.close()
+            await watching.close()
 
     received = run(scenario)
     assert [revision for revision, _ in received] == [2, 3, 4]
@@ -108,7 +108,7 @@ def test_commits_by_another_server_reach_the_follower(run: Run, reactor: Any, st
 def test_a_watch_stream_replays_then_follows_and_reports_compaction(run: Run, reactor: Any, store: Any) -> None:
     async def scenario() -> tuple[list[Any], list[Any]]:
         hub = WatchHub()
-        follower = Follower(store, hub, reactor, poll_interval=None)
+        follower = Follower(store, hub, reactor)
         follower.startService()
         service = WatchService(hub, store, follower, Identity(store.cluster_id, 1), reactor, batch_size=2)
         await hub.reached(1)
