@@ -1,77 +1,61 @@
 """The command line: ``twistd -n k8s-sql [options]`` and the ``k8s-sql`` console script.
 
-Both take the same options (``Options``; ``docs/configuration.md`` describes each) and
-check them all before anything listens: a bad option ends the command with one line on
-stderr and a non-zero status.  In the foreground, logs go to stdout (``--log-format``,
+Both take the same options, derived from the fields of ``ServerConfig`` and
+``ProcessConfig`` (``k8s_sql.options``; docs/configuration.md describes each), and check
+them all before anything listens: a bad option ends the command with one line on stderr and
+a non-zero status.  In the foreground, logs go to stdout (``--log-format``,
 ``--log-level``); SIGTERM and SIGINT stop the server cleanly, with status 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import _ISupportsExitSignalCapturing
 from twisted.internet.task import react
-from twisted.logger import ILogObserver, globalLogBeginner
+from twisted.logger import ILogObserver, Logger, globalLogBeginner
 from twisted.python import usage
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from k8s_sql import __version__
-from k8s_sql.durations import format_duration, parse_duration, positive_duration
-from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES
-from k8s_sql.etcd.lease import DEFAULT_MIN_TTL
-from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL
-from k8s_sql.grpc.protocol import KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT
-from k8s_sql.housekeeping.compactor import MODES as COMPACTION_MODES
-from k8s_sql.housekeeping.sweeper import DEFAULT_INTERVAL as DEFAULT_SWEEP_INTERVAL
-from k8s_sql.logs import LOG_FORMATS, LOG_LEVELS, log_observer
-from k8s_sql.service import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_ETCD_VERSION,
-    DEFAULT_LISTEN,
-    ConfigurationError,
-    K8sSQLService,
-    ServerConfig,
-    plan_server,
-)
-from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS
-from k8s_sql.store.compaction import DEFAULT_BATCH as DEFAULT_COMPACTION_BATCH
-from k8s_sql.store.signals import DEFAULT_POLL_INTERVAL
+from k8s_sql.config import ConfigurationError, ProcessConfig, ServerConfig
+from k8s_sql.logs import log_observer
+from k8s_sql.options import Option, markdown_table, options_of
+from k8s_sql.service import K8sSQLService
+
+#: Every option, in the order ``--help`` and the docs list them.
+OPTIONS = list(options_of(ServerConfig, ProcessConfig))
+#: The signals that stop the server.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def seconds_or_zero(text: str) -> float:
-    """A duration (``1.5``, ``500ms``, ``2m``) in seconds; 0 is allowed."""
-    return parse_duration(text)
+def _repeatable(opt: Option) -> Callable[[usage.Options, str], None]:
+    """The ``opt_`` method of a repeatable option: each use adds its value(s)."""
 
+    def add(self: usage.Options, text: str) -> None:
+        values = [part.strip() for part in text.split(",") if part.strip()] if opt.spec.split else [text]
+        self[opt.name].extend(values)
 
-def positive_int(text: str) -> int:
-    """A whole number greater than zero."""
-    if not text.strip().isdigit() or int(text) <= 0:
-        raise ValueError(f"{text!r} is not a whole number greater than zero")
-    return int(text)
-
-
-def one_of(choices: Sequence[str]) -> Callable[[str], str]:
-    """A converter accepting only ``choices``."""
-
-    def choose(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
-        return text
-
-    return choose
+    shown = opt.default_shown or opt.spec.default_text.replace("`", "") or "none"
+    add.__doc__ = f"{opt.spec.help} [default: {shown}]"
+    return add
 
 
 class Options(usage.Options):
     """Options of ``twistd k8s-sql`` and of the ``k8s-sql`` command.
 
-    @param reactor: the reactor endpoint descriptions are checked with (default: the global one).
+    Parsing them checks the whole configuration and builds the server (``service``),
+    which touches neither the network nor the database until it starts.
+
+    @param reactor: the reactor the server runs on (default: the global one).
     """
 
     synopsis = "Usage: k8s-sql [options]  (or: twistd -n k8s-sql [options])"
@@ -81,146 +65,19 @@ class Options(usage.Options):
         "or Go-style durations (500ms, 30s, 5m, 1h).  See docs/configuration.md."
     )
 
-    optFlags = [
-        [
-            "client-cert-auth",
-            None,
-            "Refuse clients without a certificate signed by --trusted-ca-file, as etcd's --client-cert-auth.",
-        ],
-    ]
-
+    optFlags = [[opt.name, None, opt.spec.help] for opt in OPTIONS if opt.spec.flag]
     optParameters = [
-        [
-            "endpoint",
-            None,
-            DEFAULT_ENDPOINT,
-            "Database URL: sqlite:///relative/path, sqlite:////absolute/path, "
-            "mysql://user:password@host:port/database or postgres://user:password@host:port/database, "
-            "with ?option=value tuning (docs/backends.md).",
-        ],
-        ["name", None, "default", "This member's name, as etcd's --name; the member ID is derived from it."],
-        [
-            "cert-file",
-            None,
-            None,
-            "TLS on every --listen endpoint: the server certificate (PEM, intermediates after it), "
-            "as etcd's --cert-file.",
-        ],
-        ["key-file", None, None, "The server certificate's private key (PEM, unencrypted), as etcd's --key-file."],
-        [
-            "trusted-ca-file",
-            None,
-            None,
-            "CA certificates (PEM) that client certificates are verified against, as etcd's --trusted-ca-file.",
-        ],
-        [
-            "emulated-etcd-version",
-            None,
-            DEFAULT_ETCD_VERSION,
-            "The etcd version reported to clients; kube-apiserver enables features by it.",
-        ],
-        ["auto-compaction-mode", None, "periodic", "periodic or revision, as etcd's --auto-compaction-mode."],
-        [
-            "auto-compaction-retention",
-            None,
-            "0",
-            "As etcd's --auto-compaction-retention: periodic: history to keep, a duration (30m, 1h) "
-            "or a whole number of hours; revision: revisions to keep; 0 turns auto-compaction off.",
-        ],
-        [
-            "compaction-batch",
-            None,
-            str(DEFAULT_COMPACTION_BATCH),
-            "Revisions of the log each short physical compaction transaction examines.",
-        ],
-        [
-            "max-txn-ops",
-            None,
-            str(DEFAULT_MAX_TXN_OPS),
-            "The most operations in one branch of a transaction, as etcd's --max-txn-ops.",
-        ],
-        [
-            "max-request-bytes",
-            None,
-            str(DEFAULT_MAX_REQUEST_BYTES),
-            "The largest write request accepted, as etcd's --max-request-bytes.",
-        ],
-        [
-            "poll-interval",
-            None,
-            format_duration(DEFAULT_POLL_INTERVAL),
-            "How often to look for writes made by other servers sharing the database; 0: never "
-            "(one server alone, or PostgreSQL, whose LISTEN/NOTIFY pushes them).",
-        ],
-        [
-            "progress-notify-interval",
-            None,
-            format_duration(DEFAULT_PROGRESS_INTERVAL),
-            "How often watches that asked for progress notifications get one, as etcd's "
-            "--experimental-watch-progress-notify-interval.",
-        ],
-        ["lease-min-ttl", None, str(DEFAULT_MIN_TTL), "The shortest lease TTL granted, in seconds."],
-        [
-            "lease-sweep-interval",
-            None,
-            format_duration(DEFAULT_SWEEP_INTERVAL),
-            "How often expired leases are revoked.",
-        ],
-        ["slow-sql-threshold", None, "1s", "Log database transactions that take at least this long; 0: never."],
-        ["shutdown-grace", None, "5s", "How long calls in flight may take to finish when the server stops."],
-        [
-            "grpc-keepalive-interval",
-            None,
-            format_duration(KEEPALIVE_INTERVAL),
-            "PING a client not heard from for this long, as etcd's --grpc-keepalive-interval; 0: never.",
-        ],
-        [
-            "grpc-keepalive-timeout",
-            None,
-            format_duration(KEEPALIVE_TIMEOUT),
-            "Close the connection of a PINGed client that stays silent this long, as etcd's --grpc-keepalive-timeout.",
-        ],
-        ["log-format", None, "text", f"Log lines as {' or '.join(LOG_FORMATS)}."],
-        ["log-level", None, "info", f"The least severe log level written: {', '.join(LOG_LEVELS)}."],
+        [opt.name, None, opt.default_shown, opt.spec.help] for opt in OPTIONS if not (opt.spec.flag or opt.spec.repeat)
     ]
-
-    #: How each parameter's text becomes its value; the others stay text.
-    conversions: dict[str, Callable[[str], Any]] = {
-        "auto-compaction-mode": one_of(COMPACTION_MODES),
-        "compaction-batch": positive_int,
-        "max-txn-ops": positive_int,
-        "max-request-bytes": positive_int,
-        "poll-interval": seconds_or_zero,
-        "progress-notify-interval": positive_duration,
-        "lease-min-ttl": positive_int,
-        "lease-sweep-interval": positive_duration,
-        "slow-sql-threshold": seconds_or_zero,
-        "shutdown-grace": positive_duration,
-        "grpc-keepalive-interval": seconds_or_zero,
-        "grpc-keepalive-timeout": positive_duration,
-        "log-format": one_of(LOG_FORMATS),
-        "log-level": one_of(LOG_LEVELS),
-    }
 
     def __init__(self, reactor: Any = None) -> None:
         super().__init__()
         self._reactor = reactor
-        self["listen"] = []
-        self["metrics-listen"] = []
-        self["advertise-client-urls"] = []
-
-    def opt_listen(self, description: str) -> None:
-        """Serve the etcd API on this Twisted endpoint description; repeatable.
-        [default: tcp:2379:interface=127.0.0.1]"""
-        self["listen"].append(description)
-
-    def opt_metrics_listen(self, description: str) -> None:
-        """Serve /metrics, /health, /readyz and /livez on this endpoint description; repeatable. [default: none]"""
-        self["metrics-listen"].append(description)
-
-    def opt_advertise_client_urls(self, urls: str) -> None:
-        """Client URLs to advertise, comma-separated, as etcd's; repeatable. [default: the --listen ports' URLs]"""
-        self["advertise-client-urls"].extend(url.strip() for url in urls.split(",") if url.strip())
+        for opt in OPTIONS:
+            if opt.spec.repeat:
+                self[opt.name] = []
+        #: The server these options describe, once parsed.
+        self.service: K8sSQLService | None = None
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -228,73 +85,75 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
-        """Convert the parameters and check the whole configuration; ``UsageError`` names what is wrong."""
-        if not self["listen"]:
-            self["listen"] = [DEFAULT_LISTEN]
-        for name, convert in self.conversions.items():
-            try:
-                self[name] = convert(str(self[name]))
-            except ValueError as error:
-                raise usage.UsageError(f"--{name}: {error}") from None
+        """Read every option's value, then check the configuration by building the server;
+        ``UsageError`` names what is wrong."""
+        for opt in OPTIONS:
+            if opt.spec.repeat:
+                self[opt.name] = list(self[opt.name]) or list(opt.default)
+            elif opt.spec.flag:
+                self[opt.name] = bool(self[opt.name])
+            elif self[opt.name] is not None:
+                try:
+                    self[opt.name] = opt.read(str(self[opt.name]))
+                except ValueError as error:
+                    raise usage.UsageError(f"--{opt.name}: {error}") from None
         reactor = self._reactor
         if reactor is None:
             from twisted.internet import reactor
         try:
-            plan_server(self.config(), reactor)
+            self.service = K8sSQLService(self.config(), reactor)
         except ConfigurationError as error:
             raise usage.UsageError(str(error)) from None
 
     def config(self) -> ServerConfig:
         """The server configuration these options describe."""
-        return ServerConfig(
-            listen=list(self["listen"]),
-            endpoint=self["endpoint"],
-            name=self["name"],
-            cert_file=self["cert-file"],
-            key_file=self["key-file"],
-            trusted_ca_file=self["trusted-ca-file"],
-            client_cert_auth=bool(self["client-cert-auth"]),
-            metrics_listen=list(self["metrics-listen"]),
-            advertise_client_urls=list(self["advertise-client-urls"]),
-            emulated_etcd_version=self["emulated-etcd-version"],
-            auto_compaction_mode=self["auto-compaction-mode"],
-            auto_compaction_retention=self["auto-compaction-retention"],
-            compaction_batch=self["compaction-batch"],
-            max_txn_ops=self["max-txn-ops"],
-            max_request_bytes=self["max-request-bytes"],
-            poll_interval=self["poll-interval"],
-            progress_notify_interval=self["progress-notify-interval"],
-            lease_min_ttl=self["lease-min-ttl"],
-            lease_sweep_interval=self["lease-sweep-interval"],
-            slow_sql_threshold=self["slow-sql-threshold"],
-            shutdown_grace=self["shutdown-grace"],
-            grpc_keepalive_interval=self["grpc-keepalive-interval"],
-            grpc_keepalive_timeout=self["grpc-keepalive-timeout"],
+        return self._fill(ServerConfig)
+
+    def process(self) -> ProcessConfig:
+        """What the process itself is told: how to log."""
+        return self._fill(ProcessConfig)
+
+    def _fill(self, config: type[Any]) -> Any:
+        return config(**{field.name: self[field.name.replace("_", "-")] for field in dataclasses.fields(config)})
+
+    @classmethod
+    def markdown(cls) -> str:
+        """The option table of docs/configuration.md."""
+        return markdown_table(
+            OPTIONS, [("version", cls.opt_version.__doc__ or ""), ("help", "Print the options and exit.")]
         )
+
+
+for _opt in OPTIONS:
+    if _opt.spec.repeat:
+        setattr(Options, "opt_" + _opt.name.replace("-", "_"), _repeatable(_opt))
 
 
 class TwistdService(MultiService):
     """What ``twistd k8s-sql`` runs: the server, and what twistd must be told.
 
     Attached to twistd's application, it sets the application's log observer (twistd
-    uses it instead of its own) when twistd logs to stdout in the foreground.  After a
-    clean stop, twistd exits with status 0 rather than re-raising the signal that stopped
-    it, as the console script does.  A server that cannot start stops the reactor, and
-    twistd, which has no exit status of its own to report, ends by SIGTERM (status 143
-    in a shell) once it has cleaned up: a non-zero status supervisors see as a failure.
+    uses it instead of its own) when twistd logs to stdout in the foreground.  Once the
+    reactor runs it takes SIGTERM and SIGINT over from Twisted's handlers and stops the
+    reactor itself, so that twistd, which re-raises a signal Twisted's handlers caught,
+    exits with status 0 after a clean stop, as the console script does.  A server that
+    cannot start stops the process as twistd stops for a signal: the signal is handed back
+    to Twisted's handler and sent, so twistd cleans up and then ends by SIGTERM (status 143
+    in a shell), a failure supervisors see.
 
     @param server: the server to run.
     @param reactor: the reactor twistd runs.
     @param observer: the log observer for twistd's application, or ``None`` to leave twistd's.
     """
 
+    log = Logger()
+
     def __init__(self, server: K8sSQLService, reactor: Any, observer: ILogObserver | None) -> None:
         super().__init__()
         self.server = server
         self.reactor = reactor
         self.observer = observer
-        #: Whether the server failed to start (rather than being stopped while starting).
-        self.start_failed = False
+        self._twisted_handlers: dict[int, Any] = {}
         server.setServiceParent(self)
 
     def setServiceParent(self, parent: Any) -> None:
@@ -304,39 +163,45 @@ class TwistdService(MultiService):
             parent.setComponent(ILogObserver, self.observer)
 
     def startService(self) -> None:
-        """Start the server; stop the reactor if it cannot start."""
+        """Take the stop signals as soon as the reactor runs, before anything the server
+        starts then (its database connections) can be interrupted by one; start the server."""
+        self.reactor.callWhenRunning(self._take_signals)
         super().startService()
         self.server.whenReady().addErrback(self._failed)
 
+    def _take_signals(self) -> None:
+        for number in STOP_SIGNALS:
+            self._twisted_handlers[number] = signal.signal(number, self._stop_on_signal)
+
+    def _stop_on_signal(self, number: int, frame: FrameType | None) -> None:
+        self.log.info("Received {signal}, shutting down.", signal=signal.Signals(number).name)
+        self.reactor.callFromThread(self.reactor.stop)
+
     def _failed(self, failure: Failure) -> None:
-        # The server has logged why.  If it failed because it is being stopped, so is the reactor.
-        if self.running:
-            self.start_failed = True
-            self.reactor.stop()
+        # The server has logged why; stopped while starting, it is being stopped already.
+        if self.running and not failure.check(CancelledError):
+            self.reactor.callWhenRunning(self._end_by_sigterm)
 
-    def stopService(self) -> Deferred[None]:
-        """Stop the server; once it stopped cleanly, the process exits with status 0."""
-        stopped = super().stopService()
-        stopped.addCallback(self._stopped)
-        return stopped
-
-    def _stopped(self, result: object) -> None:
-        if _ISupportsExitSignalCapturing.providedBy(self.reactor):
-            self.reactor._exitSignal = signal.SIGTERM if self.start_failed else None
+    def _end_by_sigterm(self) -> None:
+        for number, handler in self._twisted_handlers.items():
+            signal.signal(number, handler)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
     """The service ``twistd k8s-sql`` runs (``IServiceMaker.makeService``)."""
     if reactor is None:
         from twisted.internet import reactor
+    assert options.service is not None, "the options were not parsed"
     twistd = getattr(options, "parent", None)
     foreground_stdout = (
         twistd is not None
         and twistd.get("nodaemon")
         and not any(twistd.get(name) for name in ("logfile", "logger", "syslog"))
     )
-    observer = log_observer(options["log-format"], options["log-level"], sys.stdout) if foreground_stdout else None
-    return TwistdService(K8sSQLService(options.config(), reactor), reactor, observer)
+    process = options.process()
+    observer = log_observer(process.log_format, process.log_level, sys.stdout) if foreground_stdout else None
+    return TwistdService(options.service, reactor, observer)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -347,13 +212,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except usage.UsageError as error:
         print(f"k8s-sql: {error} (see k8s-sql --help)", file=sys.stderr)
         sys.exit(2)
-    observer = log_observer(options["log-format"], options["log-level"], sys.stdout)
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-    react(_serve, (options,))
+    process = options.process()
+    globalLogBeginner.beginLoggingTo(
+        [log_observer(process.log_format, process.log_level, sys.stdout)], redirectStandardIO=False
+    )
+    assert options.service is not None
+    react(_serve, (options.service,))
 
 
-async def _serve(reactor: Any, options: Options) -> None:
-    service = K8sSQLService(options.config(), reactor)
+async def _serve(reactor: Any, service: K8sSQLService) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     service.startService()
     try:

@@ -1,29 +1,47 @@
-"""A service that listens for gRPC connections and closes them gracefully when stopped."""
+"""A gRPC server as a Twisted service: its listening endpoints, and a graceful drain on stop."""
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IStreamServerEndpoint
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 
 from k8s_sql.grpc.protocol import GRPCServerFactory
+from k8s_sql.staged import ListeningService, StagedService
 
 
-class GRPCServerService(StreamServerEndpointService):
-    """Listen on ``endpoint`` with ``factory``; on stop, stop listening, then shut down.
+class GRPCServer(StagedService):
+    """Serves ``factory`` on every endpoint, each a child named by its description.
 
-    Stopping waits for calls in flight up to ``grace`` seconds (see
-    :meth:`GRPCServerFactory.shutdown`), so a ``MultiService`` stops its gRPC
-    server before the store the handlers use.
+    Ready once every endpoint listens.  Stopping stops listening on all of them, then closes
+    the connections gracefully: GOAWAY at once, calls in flight may finish within ``grace``
+    seconds (see :meth:`GRPCServerFactory.shutdown`).  In a staged server it stops before
+    the store its handlers use.
+
+    @param endpoints: ``(description, endpoint)`` pairs.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: GRPCServerFactory, grace: float = 5.0) -> None:
-        super().__init__(endpoint, factory)
+    def __init__(
+        self, factory: GRPCServerFactory, endpoints: Sequence[tuple[str, IStreamServerEndpoint]], grace: float = 5.0
+    ) -> None:
+        super().__init__()
+        self.factory = factory
         self.grace = grace
+        for description, endpoint in endpoints:
+            listening = ListeningService(description, endpoint, factory)
+            listening.setName(description)
+            listening.setServiceParent(self)
+
+    @property
+    def ports(self) -> list[IListeningPort]:
+        """The ports listening now, in the order of the endpoints."""
+        return [child.port for child in self if isinstance(child, ListeningService) and child.port is not None]
 
     def stopService(self) -> Deferred[None]:
-        """Stop accepting connections, then close the open ones gracefully."""
-        stopped = super().stopService()
-        factory: GRPCServerFactory = self.factory
-        stopped.addCallback(lambda _: factory.shutdown(self.grace))
-        return stopped
+        """Stop listening everywhere, then drain the connections."""
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        await self.factory.shutdown(self.grace)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet import defer
@@ -45,7 +45,7 @@ from k8s_sql.store.writes import Executor, apply
 T = TypeVar("T")
 
 
-def _deferred(method: Callable[..., Awaitable[T]]) -> Callable[..., defer.Deferred[T]]:
+def _deferred(method: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., defer.Deferred[T]]:
     """Expose an ``async def`` method as one returning a ``Deferred``, as ``IStore`` promises."""
 
     @functools.wraps(method)
@@ -55,42 +55,9 @@ def _deferred(method: Callable[..., Awaitable[T]]) -> Callable[..., defer.Deferr
     return wrapper
 
 
-def open_store(
-    url: str,
-    reactor: Any,
-    *,
-    max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
-    compaction_batch: int = compaction.DEFAULT_BATCH,
-    poll_interval: float | None = None,
-    rng: random.Random | None = None,
-) -> defer.Deferred[SQLStore]:
-    """Connect to the database at ``url``, creating the schema on first use; fires with the store.
-
-    ``url`` is a database URL (``k8s_sql.store.url``; ``DEFAULT_URL`` when the user named none).
-    Fails with ``ValueError`` for a bad URL, ``Unavailable`` when the database cannot be
-    reached, and ``SchemaTooNew`` when a newer k8s-sql created its schema.  ``reactor``
-    runs the connection pools and times retries and polls; ``poll_interval`` is how often
-    the store's followers are told to look for commits nothing announced (``None``: never);
-    ``rng`` picks cluster and lease IDs.
-    """
-    options = {"max_txn_ops": max_txn_ops, "compaction_batch": compaction_batch, "poll_interval": poll_interval}
-    return defer.ensureDeferred(_open(url, reactor, rng or random.SystemRandom(), options))
-
-
-async def _open(url: str, reactor: Any, rng: random.Random, options: dict[str, Any]) -> SQLStore:
-    database = Database(DatabaseURL.parse(url), reactor)
-    try:
-        cluster_id = await database.write(schema.ensure, rng)
-    except BaseException:
-        database.close()
-        raise
-    store = SQLStore(database, cluster_id, rng=rng, **options)
-    try:
-        await store.start()
-    except BaseException:
-        await store.close()
-        raise
-    return store
+def open_store(url: str, reactor: Any, **options: Any) -> defer.Deferred[SQLStore]:
+    """A ``SQLStore(url, reactor, **options)``, opened: fires with it once ``open`` has."""
+    return SQLStore(url, reactor, **options).open()
 
 
 def _range(session: Session, request: RangeRequest) -> RangeResponse:
@@ -108,43 +75,74 @@ def _read_only_txn(session: Session, request: TxnRequest) -> TxnResponse:
 
 @implementer(IStore, IBulkLoad)
 class SQLStore:
-    """An ``IStore`` on a ``Database``; get one with ``open_store``.
+    """An ``IStore`` on the database at ``url`` (``k8s_sql.store.url``), usable once ``open``
+    has fired; ``open_store`` does both.
 
-    ``max_txn_ops`` bounds the operations of a transaction branch (etcd's
-    ``--max-txn-ops``); ``compaction_batch`` is how many revisions one physical compaction
-    step examines; ``poll_interval`` is how often ``signals`` polls (``None``: never);
-    ``rng`` picks lease IDs.
+    ``reactor`` runs the connection pools and times retries and polls; ``max_txn_ops``
+    bounds the operations of a transaction branch (etcd's ``--max-txn-ops``);
+    ``compaction_batch`` is how many revisions one physical compaction step examines;
+    ``poll_interval`` is how often ``signals`` polls for commits nothing announced
+    (``None``: never); ``rng`` picks cluster and lease IDs.  Constructing it checks the URL
+    (``ValueError``) and touches nothing.
     """
 
     log = Logger()
 
     def __init__(
         self,
-        database: Database,
-        cluster_id: int,
+        url: str,
+        reactor: Any,
         *,
         max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
         compaction_batch: int = compaction.DEFAULT_BATCH,
         poll_interval: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.cluster_id = cluster_id
-        #: The ``Database`` this store runs on.
-        self.database = database
+        self.url = DatabaseURL.parse(url)
+        self.reactor = reactor
+        #: This database's cluster ID, once open.
+        self.cluster_id = 0
+        #: The ``Database`` this store runs on, once open.
+        self.database: Database
         self._max_txn_ops = max_txn_ops
         self._compaction_batch = compaction_batch
         self._rng = rng or random.SystemRandom()
-        channel = f"k8s_sql_{cluster_id}"
-        self._channel = channel
+        self._channel = ""
         #: News of commits: this store's own, the database's announcements, polls.
-        self.signals = CommitSignals(
-            database.reactor,
-            poll_interval,
-            lambda observer: database.dialect.listen(database.reactor, channel, observer),
-        )
+        self.signals = CommitSignals(reactor, poll_interval, self._listen)
         self._background: set[defer.Deferred] = set()
         self._closing = False
+        self._opened = False
         self._writes = WriteQueue(self._run_batch, self.signals.committed)
+
+    @_deferred
+    async def open(self) -> SQLStore:
+        """Connect, creating the schema on first use; start the commit signals (the
+        database's push channel, polling); finish any interrupted compaction in the
+        background.  Fires with the store itself.
+
+        Fails with ``Unavailable`` when the database cannot be reached and ``SchemaTooNew``
+        when a newer k8s-sql created its schema; the connections are closed then.
+        """
+        database = Database(self.url, self.reactor)
+        try:
+            self.cluster_id = await database.write(schema.ensure, self._rng)
+        except BaseException:
+            database.close()
+            raise
+        self.database = database
+        self._channel = f"k8s_sql_{self.cluster_id}"
+        self._opened = True
+        try:
+            await self.signals.start()
+        except BaseException:
+            await self.close()
+            raise
+        self.resume_compaction()
+        return self
+
+    def _listen(self, observer: Callable[[int], None]) -> Awaitable[Any]:
+        return self.database.dialect.listen(self.reactor, self._channel, observer)
 
     @_deferred
     async def range(self, request: RangeRequest) -> RangeResponse:
@@ -285,18 +283,13 @@ class SQLStore:
 
     @_deferred
     async def close(self) -> None:
-        """Stop background work and close the connections."""
+        """Stop background work and close the connections (nothing to do if never opened)."""
+        if not self._opened or self._closing:
+            return
         self._closing = True
         await self.signals.stop()
         await defer.DeferredList(list(self._background))
         self.database.close()
-
-    @_deferred
-    async def start(self) -> None:
-        """Start the commit signals (the database's push channel, polling), and finish any
-        interrupted compaction in the background; ``open_store`` calls this."""
-        await self.signals.start()
-        self.resume_compaction()
 
     def resume_compaction(self) -> None:
         """Delete, in the background, the log rows compactions made unreadable."""

@@ -1,4 +1,4 @@
-"""GRPCServerService: listen on start; on stop, stop listening and shut down gracefully."""
+"""GRPCServer: listen on every endpoint on start; on stop, stop listening and shut down gracefully."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from k8s_sql.grpc.service import GRPCServerService
+from k8s_sql.grpc.service import GRPCServer
 
 from tests.grpc.h2peer import Peer, message
 from tests.grpc.service import SERVICE, make_factory
@@ -45,15 +45,19 @@ class FakeEndpoint:
 def test_start_listens_and_stop_waits_for_calls_in_flight() -> None:
     clock = Clock()
     factory, service = make_factory(clock)
-    endpoint = FakeEndpoint()
-    grpc_service = GRPCServerService(endpoint, factory, grace=10)
+    endpoint, other = FakeEndpoint(), FakeEndpoint()
+    grpc_service = GRPCServer(factory, [("one", endpoint), ("other", other)], grace=10)
     grpc_service.startService()
-    assert endpoint.factory is factory and endpoint.port.listening
+    ready: list[None] = []
+    grpc_service.whenStarted().addCallback(ready.append)
+    assert ready == [None] and grpc_service.ports == [endpoint.port, other.port]
+    assert endpoint.factory is other.factory is factory and endpoint.port.listening and other.port.listening
+    assert grpc_service.getServiceNamed("other").port is other.port
     peer = Peer(factory)
     peer.call(SERVICE + "Hang", message(b"last"))
     stopped: list[None] = []
     grpc_service.stopService().addCallback(stopped.append)
-    assert not endpoint.port.listening and not stopped
+    assert not endpoint.port.listening and not other.port.listening and not stopped
     goaway, ping = peer.raw_frames()
     peer.send_raw(PingFrame(0, opaque_data=ping.opaque_data, flags=["ACK"]).serialize())
     assert not peer.closed  # a call is still in flight
@@ -66,7 +70,7 @@ def test_start_listens_and_stop_waits_for_calls_in_flight() -> None:
 
 def test_stop_without_connections_is_immediate() -> None:
     factory, _ = make_factory(Clock())
-    grpc_service = GRPCServerService(FakeEndpoint(), factory)
+    grpc_service = GRPCServer(factory, [("only", FakeEndpoint())])
     grpc_service.startService()
     stopped: list[None] = []
     grpc_service.stopService().addCallback(stopped.append)

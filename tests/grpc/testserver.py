@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from zope.interface import implementer
 
-from k8s_sql.grpc.service import GRPCServerService
+from k8s_sql.grpc.service import GRPCServer
 from k8s_sql.grpc.tls import server_endpoint
 
 from tests.grpc.service import make_factory
@@ -51,7 +51,7 @@ def main() -> None:
         reactor, options.listen, cert_file=options.cert_file, key_file=options.key_file,
         trusted_ca_file=options.trusted_ca_file, client_cert_auth=options.client_cert_auth,
     )
-    service = GRPCServerService(AnnouncingEndpoint(endpoint), factory, grace=options.grace)
+    service = GRPCServer(factory, [(options.listen, AnnouncingEndpoint(endpoint))], grace=options.grace)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

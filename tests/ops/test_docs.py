@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from k8s_sql.metrics.collectors import ServerMetrics
-from k8s_sql.tap import Options
+from k8s_sql.options import TABLE_END, TABLE_START
+from k8s_sql.tap import OPTIONS, Options
 from tests.processes import SOURCE_ROOT
 
 DOCS = SOURCE_ROOT / "docs"
@@ -21,18 +22,20 @@ def table_rows(document: str) -> list[list[str]]:
     return rows
 
 
-def test_the_configuration_reference_lists_every_option_with_its_default() -> None:
-    options = Options()
-    documented = {row[0].strip("`"): row[1] for row in table_rows("configuration.md")}
-    names = {"--" + name.rstrip("=") for name in options.longOpt}
-    assert set(documented) == names
-    for name, _, default, *_ in Options.optParameters:
-        expected = "none" if default is None else f"`{default}`"
-        assert documented[f"--{name}"] == expected, name
-    for flag, *_ in Options.optFlags:
-        assert documented[f"--{flag}"] == "off"
-    assert documented["--listen"] == "`tcp:2379:interface=127.0.0.1`"
-    assert documented["--metrics-listen"] == "none"
+def test_the_configuration_reference_is_the_option_table() -> None:
+    page = (DOCS / "configuration.md").read_text()
+    generated = page.split(TABLE_START + "\n", 1)[1].split("\n" + TABLE_END, 1)[0]
+    assert generated == Options.markdown(), "run: python -m k8s_sql.options docs/configuration.md"
+    documented = {row[0].strip("`") for row in table_rows("configuration.md")}
+    assert documented == {"--" + name.rstrip("=") for name in Options().longOpt}
+    assert "| `--listen` | `tcp:2379:interface=127.0.0.1` |" in generated
+    assert "| `--metrics-listen` | none |" in generated and "| `--client-cert-auth` | off |" in generated
+
+
+def test_every_default_reads_back_as_itself() -> None:
+    for opt in OPTIONS:
+        if opt.default_shown is not None and not opt.spec.repeat:
+            assert opt.read(opt.default_shown) == opt.default, opt.name
 
 
 def test_help_shows_every_documented_option() -> None:

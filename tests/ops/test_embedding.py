@@ -25,6 +25,9 @@ def test_the_embedded_program(tmp_path: Path) -> None:
     process = ServerProcess([sys.executable, str(program), f"sqlite:///{tmp_path}/state.db"], cwd=str(tmp_path))
     try:
         endpoint = process.wait_for_output(r"^etcd API on http://(127\.0\.0\.1:\d+)$").group(1)
+        assert process.wait_for_output(r"^stages: ").string.split() == [
+            "stages:", "store", "follower", "housekeeping", "etcd", "grpc", "metrics",
+        ]
         # The application's own write, made through the store, served to etcdctl.
         assert etcdctl(endpoint, "get", "/my-app/started", "--print-value-only").stdout == "yes\n"
         assert etcdctl(endpoint, "put", "from-etcdctl", "1").stdout == "OK\n"

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.application.service import Application, IService
+from twisted.application.service import Application, IService, Service
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import ILogObserver
 from twisted.python import usage
+from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from k8s_sql.housekeeping.compactor import PeriodicRetention, RevisionRetention
-from k8s_sql.service import ConfigurationError, K8sSQLService, ServerConfig, plan_server
-from k8s_sql.tap import Options, TwistdService, makeService
+from k8s_sql.config import ConfigurationError, ServerConfig, plan_server
+from k8s_sql.service import K8sSQLService
+from k8s_sql import tap
+from k8s_sql.tap import STOP_SIGNALS, Options, TwistdService, makeService
 from tests.grpc.support import Certificates
 
 
@@ -169,19 +175,97 @@ def test_twistd_logs_through_our_observer_in_the_foreground_only(parent: TwistdO
     assert list(IService(application)) == [service]
 
 
-class SignalCapturingReactor(MemoryReactor):
-    """A reactor that remembers the signal that stopped it, as twistd reads it."""
+class Reactor:
+    """What TwistdService asks of the reactor, recorded."""
 
-    _exitSignal: int | None = 15
+    def __init__(self) -> None:
+        self.when_running: list[tuple[Any, tuple[Any, ...]]] = []
+        self.from_thread: list[Any] = []
+        self.stopped = False
+
+    def callWhenRunning(self, function: Any, *args: Any) -> None:
+        self.when_running.append((function, args))
+
+    def callFromThread(self, function: Any, *args: Any) -> None:
+        self.from_thread.append(function)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def run(self) -> None:
+        """The reactor starts: what waited for it runs."""
+        waiting, self.when_running = self.when_running, []
+        for function, args in waiting:
+            function(*args)
 
 
-def test_twistd_exits_with_status_0_after_a_clean_stop() -> None:
-    from twisted.internet.interfaces import _ISupportsExitSignalCapturing
-    from zope.interface import directlyProvides
+class Server(Service):
+    """A server that is ready when the test says."""
 
-    reactor = SignalCapturingReactor()
-    directlyProvides(reactor, _ISupportsExitSignalCapturing)
-    service = makeService(parsed(), reactor)
-    stopped = service.stopService()  # never started: stopping has nothing to wait for
-    assert stopped.called
-    assert reactor._exitSignal is None
+    def __init__(self) -> None:
+        self.ready: Deferred[list[Any]] = Deferred()
+
+    def whenReady(self) -> Deferred[list[Any]]:
+        return self.ready
+
+
+@pytest.fixture
+def own_signals() -> Any:
+    """Whatever a test installs, the process's signal handlers are put back afterwards."""
+    saved = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    yield saved
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
+def test_twistd_takes_the_stop_signals_once_running_so_a_clean_stop_exits_0(own_signals: Any) -> None:
+    reactor = Reactor()
+    server = Server()
+    service = TwistdService(server, reactor, None)  # type: ignore[arg-type]
+    service.startService()
+    assert server.running and signal.getsignal(signal.SIGTERM) == own_signals[signal.SIGTERM]
+    reactor.run()
+    handler = signal.getsignal(signal.SIGTERM)
+    assert handler != own_signals[signal.SIGTERM] and signal.getsignal(signal.SIGINT) == handler
+    handler(signal.SIGTERM, None)  # type: ignore[operator]
+    assert reactor.from_thread == [reactor.stop]
+
+
+def test_twistd_ends_by_sigterm_through_twisteds_handler_when_the_server_cannot_start(
+    own_signals: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(tap.os, "kill", lambda pid, number: killed.append((pid, number)))
+    reactor = Reactor()
+    server = Server()
+    service = TwistdService(server, reactor, None)  # type: ignore[arg-type]
+    service.startService()
+    reactor.run()
+    server.ready.errback(Failure(ConnectionRefusedError("no database")))
+    reactor.run()
+    assert killed == [(os.getpid(), signal.SIGTERM)]
+    assert signal.getsignal(signal.SIGTERM) == own_signals[signal.SIGTERM]
+
+
+def test_twistd_stopped_while_starting_is_a_clean_stop(own_signals: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(tap.os, "kill", lambda pid, number: killed.append((pid, number)))
+    reactor = Reactor()
+    server = Server()
+    service = TwistdService(server, reactor, None)  # type: ignore[arg-type]
+    service.startService()
+    reactor.run()
+    server.ready.errback(Failure(CancelledError()))
+    reactor.run()
+    assert killed == []
+
+
+def test_the_server_is_a_tree_of_named_stages_in_start_order() -> None:
+    server = K8sSQLService(
+        ServerConfig(auto_compaction_retention="1h", metrics_listen=["tcp:0:interface=127.0.0.1"]), MemoryReactor()
+    )
+    assert [child.name for child in server] == ["store", "follower", "housekeeping", "etcd", "grpc", "metrics"]
+    assert [child.name for child in server.getServiceNamed("housekeeping")] == ["lease-sweeper", "compactor"]
+    assert [child.name for child in server.getServiceNamed("grpc")] == ["tcp:2379:interface=127.0.0.1"]
+    assert [child.name for child in server.getServiceNamed("metrics")] == ["tcp:0:interface=127.0.0.1"]
+    assert not server.running and server.ports == []
