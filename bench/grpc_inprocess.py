@@ -24,7 +24,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from k8s_sql.grpc.protocol import GRPCProtocol, GRPCServerFactory
-from k8s_sql.grpc.registry import MethodRegistry
+from k8s_sql.grpc.registry import CallKind, MethodRegistry
 
 ECHO = "/bench.Bench/Echo"
 HEADERS = [
@@ -44,7 +44,7 @@ async def echo(request: bytes, call: object) -> bytes:
 
 def connect() -> tuple[GRPCProtocol, StringTransport]:
     registry = MethodRegistry()
-    registry.unary(ECHO, echo, identity, identity)
+    registry.add(ECHO, CallKind.UNARY, echo, identity, identity)
     protocol = GRPCServerFactory(registry, Clock()).buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)

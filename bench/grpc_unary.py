@@ -31,7 +31,7 @@ def serve(profile: str | None) -> None:
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
     from k8s_sql.grpc.protocol import GRPCServerFactory
-    from k8s_sql.grpc.registry import MethodRegistry
+    from k8s_sql.grpc.registry import CallKind, MethodRegistry
 
     def identity(data: bytes) -> bytes:
         return data
@@ -40,7 +40,7 @@ def serve(profile: str | None) -> None:
         return request
 
     registry = MethodRegistry()
-    registry.unary(ECHO, echo, identity, identity)
+    registry.add(ECHO, CallKind.UNARY, echo, identity, identity)
     factory = GRPCServerFactory(registry, reactor)
     endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
     endpoint.listen(factory).addCallback(lambda port: print(f"PORT {port.getHost().port}", flush=True))

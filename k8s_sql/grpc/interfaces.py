@@ -36,20 +36,59 @@ class IServerCall(Interface):
         """Add (name, value) pairs to the trailers sent when the call ends."""
 
 
-class IMethodRegistry(Interface):
-    """The method table a gRPC server dispatches on, by full method path."""
+class ICallConnection(Interface):
+    """What one call (``k8s_sql.grpc.stream.ServerCall``) may ask of its HTTP/2 connection.
 
-    def unary(path, handler, deserialize, serialize):
-        """Register ``handler(request, call) -> response``."""
+    Every method concerns the calling stream only; nothing is written to the transport
+    until ``flush``.
+    """
 
-    def server_stream(path, handler, deserialize, serialize):
-        """Register ``handler(request, call)`` that sends responses with ``call.send``."""
+    def send_headers(stream_id, headers, end_stream=False):
+        """Queue a header block on the stream (``end_stream``: the last frame of it)."""
 
-    def client_stream(path, handler, deserialize, serialize):
-        """Register ``handler(call) -> response`` that reads requests with ``call.receive``."""
+    def room(stream_id):
+        """How many bytes of DATA the stream may send in its next frame now: 0 while the
+        flow-control windows are closed or the transport is paused."""
 
-    def bidi(path, handler, deserialize, serialize):
-        """Register ``handler(call)`` that both receives and sends."""
+    def send_data(stream_id, data):
+        """Queue one DATA frame of at most ``room(stream_id)`` bytes."""
+
+    def wait_for_room(call):
+        """Have ``call.flush()`` called once its stream may send again."""
+
+    def acknowledge(stream_id, size):
+        """Let the client send ``size`` more bytes on the stream."""
+
+    def reset_stream(stream_id, code):
+        """Queue RST_STREAM with the HTTP/2 error ``code``."""
+
+    def remote_open(stream_id):
+        """Whether the client may still send on the stream."""
+
+    def flush():
+        """Write what was queued to the transport (deferred while input is being handled)."""
+
+    def call_finished(call, code, duration):
+        """The call has ended with ``code`` after ``duration`` seconds; forget it."""
+
+
+class IMethodLookup(Interface):
+    """What a gRPC server dispatches on: the method at a full path."""
+
+    def lookup(path):
+        """Return the registered method for ``path``, or raise ``GRPCError(UNIMPLEMENTED)``."""
+
+
+class IMethodRegistry(IMethodLookup):
+    """The method table a gRPC server dispatches on, by full method path, and its registration."""
+
+    def add(path, kind, handler, deserialize, serialize, translate_error=None):
+        """Register ``handler`` at ``path`` for calls of shape ``kind`` (a ``CallKind``).
+
+        Unary and server-streaming handlers are called as ``handler(request, call)``,
+        client-streaming and bidi ones as ``handler(call)``; unary and client-streaming
+        handlers return the response, the others send with ``call.send``.
+        """
 
     def add_service(descriptor, implementation, translate_error=None):
         """Register every method of a protobuf ``ServiceDescriptor``, each served by the
@@ -58,9 +97,6 @@ class IMethodRegistry(Interface):
         ``translate_error(exception)`` turns what the handlers fail with into a
         ``GRPCError`` ending the call, or ``None`` for an unexpected failure.
         """
-
-    def lookup(path):
-        """Return the registered method for ``path``, or raise ``GRPCError(UNIMPLEMENTED)``."""
 
 
 class IUnaryChannel(Interface):

@@ -4,12 +4,13 @@
 to one :class:`~k8s_sql.grpc.stream.ServerCall` per stream and writes what h2 produces.
 It owns connection-wide flow control (acknowledging received data, sharing the client's
 window between streams, pausing when the transport's buffer is full), keepalive pings to
-clients gone quiet, and graceful shutdown with GOAWAY.
+clients gone quiet, and graceful shutdown with GOAWAY.  Its calls reach it only through
+:class:`~k8s_sql.grpc.interfaces.ICallConnection`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from h2.config import H2Configuration
@@ -36,8 +37,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from k8s_sql.grpc.frameguard import FrameLengthGuard
-from k8s_sql.grpc.headers import RequestRejected, parse_request, rejection_headers
-from k8s_sql.grpc.interfaces import IMethodRegistry
+from k8s_sql.grpc.headers import Header, RequestRejected, parse_request, rejection_headers
+from k8s_sql.grpc.interfaces import ICallConnection, IMethodLookup
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.grpc.stream import CallLimits, ServerCall
 
@@ -81,11 +82,13 @@ class _H2Connection(H2Connection):
         return count
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, ICallConnection)
 class GRPCProtocol(Protocol):
     """One HTTP/2 connection carrying gRPC calls (server side)."""
 
     log = Logger()
+    #: A TCP or TLS transport (``ITCPTransport``, ``IConsumer``), once connected.
+    transport: Any
 
     def __init__(self, factory: GRPCServerFactory) -> None:
         self.factory = factory
@@ -136,7 +139,7 @@ class GRPCProtocol(Protocol):
         if set_no_delay is not None:
             set_no_delay(True)
         self.transport.registerProducer(self, True)
-        self._write()
+        self.flush()
         self._last_heard = self._clock.seconds()
         if self.factory.keepalive_interval:
             self._keepalive = self._clock.callLater(self.factory.keepalive_interval, self._check_alive)
@@ -172,7 +175,7 @@ class GRPCProtocol(Protocol):
                 return
         finally:
             self._receiving = False
-        self._write()
+        self.flush()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel every call still running and forget the connection."""
@@ -223,7 +226,7 @@ class GRPCProtocol(Protocol):
             return
         self._pinged = True
         self._h2.ping(KEEPALIVE_PING)
-        self._write()
+        self.flush()
         self._keepalive = self._clock.callLater(factory.keepalive_timeout, self._check_alive)
 
     # Graceful shutdown
@@ -240,7 +243,7 @@ class GRPCProtocol(Protocol):
         self._draining = True
         self._send_goaway(_MAX_STREAM_ID)
         self._h2.ping(DRAIN_PING)
-        self._write()
+        self.flush()
 
     def stop(self, abort_after: float) -> None:
         """End every call UNAVAILABLE and close; drop the connection after ``abort_after`` s."""
@@ -254,25 +257,50 @@ class GRPCProtocol(Protocol):
         self._close_now()
         self._abort_timer = self.factory.reactor.callLater(abort_after, self.transport.abortConnection)
 
-    # For ServerCall (stream.py and this module are the two halves of a connection)
+    # ICallConnection: what the calls of this connection ask of it
 
-    def _write(self) -> None:
+    def send_headers(self, stream_id: int, headers: Sequence[Header], end_stream: bool = False) -> None:
+        """Queue a header block on ``stream_id``."""
+        self._h2.send_headers(stream_id, headers, end_stream=end_stream)
+
+    def room(self, stream_id: int) -> int:
+        """How many bytes the next DATA frame of ``stream_id`` may carry now."""
+        if self._paused:
+            return 0
+        h2 = self._h2
+        return min(h2.local_flow_control_window(stream_id), h2.max_outbound_frame_size)
+
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> None:
+        """Queue one DATA frame on ``stream_id``."""
+        self._h2.send_data(stream_id, data)
+
+    def wait_for_room(self, call: ServerCall) -> None:
+        """Flush ``call`` once its stream may send again, in turn with the others waiting."""
+        self._waiting[call] = None
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Open ``stream_id``'s receive window by ``size`` bytes."""
+        self._h2.increment_flow_control_window(size, stream_id)
+
+    def reset_stream(self, stream_id: int, code: ErrorCodes) -> None:
+        """Queue RST_STREAM on ``stream_id``."""
+        self._h2.reset_stream(stream_id, code)
+
+    def remote_open(self, stream_id: int) -> bool:
+        """Whether the client may still send on ``stream_id``."""
+        stream = self._h2.streams.get(stream_id)
+        return stream is not None and not stream.closed
+
+    def flush(self) -> None:
         """Hand what h2 has produced to the transport (once per batch of received data)."""
         if not self._receiving:
             data = self._h2.data_to_send()
             if data:
                 self.transport.write(data)
 
-    def _wait_for_room(self, call: ServerCall) -> None:
-        self._waiting[call] = None
-
-    def _remote_open(self, stream_id: int) -> bool:
-        """Whether the client may still send on ``stream_id``."""
-        stream = self._h2.streams.get(stream_id)
-        return stream is not None and not stream.closed
-
-    def _call_finished(self, call: ServerCall, code: StatusCode, duration: float) -> None:
-        del self._calls[call._id]
+    def call_finished(self, call: ServerCall, code: StatusCode, duration: float) -> None:
+        """Forget ``call``; close the connection if it was the last one of a drain."""
+        del self._calls[call.stream_id]
         self._waiting.pop(call, None)
         self.factory._call_finished(call.method, code, duration)
         if self._draining:
@@ -302,7 +330,7 @@ class GRPCProtocol(Protocol):
 
     def _reject(self, stream_id: int, http_status: int, error: GRPCError | RequestRejected) -> None:
         self._h2.send_headers(stream_id, rejection_headers(http_status, error), end_stream=True)
-        if self._remote_open(stream_id):
+        if self.remote_open(stream_id):
             self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
         self.factory._observe("", error.code, 0.0)
 
@@ -450,7 +478,7 @@ class GRPCServerFactory(Factory):
 
     def __init__(
         self,
-        registry: IMethodRegistry,
+        registry: IMethodLookup,
         reactor: IReactorTime,
         *,
         max_receive_message_length: int = 2 * MiB,

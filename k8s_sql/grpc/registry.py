@@ -89,45 +89,29 @@ class MethodRegistry:
         self._methods: dict[str, Method] = {}
         self._services: set[str] = set()
 
-    def unary(
+    def add(
         self,
         path: str,
+        kind: CallKind,
         handler: Callable[..., Any],
         deserialize: Callable[[bytes], Any],
         serialize: Callable[[Any], bytes],
+        translate_error: ErrorTranslator | None = None,
     ) -> None:
-        """Register ``handler(request, call) -> response``."""
-        self._add(path, CallKind.UNARY, handler, deserialize, serialize)
+        """Register ``handler`` at ``path`` (``/package.Service/Method``) for calls of shape ``kind``.
 
-    def server_stream(
-        self,
-        path: str,
-        handler: Callable[..., Any],
-        deserialize: Callable[[bytes], Any],
-        serialize: Callable[[Any], bytes],
-    ) -> None:
-        """Register ``handler(request, call)`` that sends responses with ``call.send``."""
-        self._add(path, CallKind.SERVER_STREAM, handler, deserialize, serialize)
-
-    def client_stream(
-        self,
-        path: str,
-        handler: Callable[..., Any],
-        deserialize: Callable[[bytes], Any],
-        serialize: Callable[[Any], bytes],
-    ) -> None:
-        """Register ``handler(call) -> response`` that reads requests with ``call.receive``."""
-        self._add(path, CallKind.CLIENT_STREAM, handler, deserialize, serialize)
-
-    def bidi(
-        self,
-        path: str,
-        handler: Callable[..., Any],
-        deserialize: Callable[[bytes], Any],
-        serialize: Callable[[Any], bytes],
-    ) -> None:
-        """Register ``handler(call)`` that both receives and sends."""
-        self._add(path, CallKind.BIDI, handler, deserialize, serialize)
+        Unary handlers are called as ``handler(request, call)`` and return the response;
+        server-streaming ones the same, sending with ``call.send``; client-streaming ones
+        as ``handler(call)``, receiving with ``call.receive`` and returning the response;
+        bidi ones as ``handler(call)``, both receiving and sending.
+        """
+        parts = split_path(path)
+        if parts is None or not path.startswith("/") or not all(parts):
+            raise ValueError(f"method path must look like /package.Service/Method, not {path!r}")
+        if path in self._methods:
+            raise ValueError(f"{path} is already registered")
+        self._methods[path] = Method(path, kind, handler, deserialize, serialize, translate_error)
+        self._services.add(parts[0])
 
     def add_service(
         self, descriptor: ServiceDescriptor, implementation: object, translate_error: ErrorTranslator | None = None
@@ -142,7 +126,7 @@ class MethodRegistry:
                     f"{type(implementation).__name__} has no {handler_name(method.name)}() "
                     f"for /{descriptor.full_name}/{method.name}"
                 )
-            self._add(
+            self.add(
                 f"/{descriptor.full_name}/{method.name}",
                 CallKind.of(method.client_streaming, method.server_streaming),
                 handler,
@@ -166,23 +150,6 @@ class MethodRegistry:
         if service in self._services:
             raise GRPCError(StatusCode.UNIMPLEMENTED, f"unknown method {name} for service {service}")
         raise GRPCError(StatusCode.UNIMPLEMENTED, f"unknown service {service}")
-
-    def _add(
-        self,
-        path: str,
-        kind: CallKind,
-        handler: Callable[..., Any],
-        deserialize: Callable[[bytes], Any],
-        serialize: Callable[[Any], bytes],
-        translate_error: ErrorTranslator | None = None,
-    ) -> None:
-        parts = split_path(path)
-        if parts is None or not path.startswith("/") or not all(parts):
-            raise ValueError(f"method path must look like /package.Service/Method, not {path!r}")
-        if path in self._methods:
-            raise ValueError(f"{path} is already registered")
-        self._methods[path] = Method(path, kind, handler, deserialize, serialize, translate_error)
-        self._services.add(parts[0])
 
 
 def _quote(text: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from h2.errors import ErrorCodes
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -21,12 +21,9 @@ from zope.interface import implementer
 
 from k8s_sql.grpc.framing import MessageReader, frame_message
 from k8s_sql.grpc.headers import RESPONSE_HEADERS, Header, RequestHead, encode_metadata, status_headers
-from k8s_sql.grpc.interfaces import IServerCall
+from k8s_sql.grpc.interfaces import ICallConnection, IServerCall
 from k8s_sql.grpc.registry import CallKind, Method
 from k8s_sql.grpc.status import GRPCError, StatusCode
-
-if TYPE_CHECKING:
-    from k8s_sql.grpc.protocol import GRPCProtocol
 
 _OPEN = 0
 _ENDING = 1
@@ -61,7 +58,6 @@ class ServerCall:
         "_drains",
         "_handler",
         "_headers_sent",
-        "_id",
         "_inbox",
         "_inbox_bytes",
         "_limits",
@@ -83,11 +79,12 @@ class ServerCall:
         "metadata",
         "method",
         "peer",
+        "stream_id",
     )
 
     def __init__(
         self,
-        conn: GRPCProtocol,
+        conn: ICallConnection,
         stream_id: int,
         method: Method,
         head: RequestHead,
@@ -99,7 +96,7 @@ class ServerCall:
         self.metadata = head.metadata
         self.peer = peer
         self._conn = conn
-        self._id = stream_id
+        self.stream_id = stream_id
         self._method = method
         self._limits = limits
         self._reactor = reactor
@@ -142,7 +139,7 @@ class ServerCall:
             self._inbox_bytes -= size
             if self._unacked >= self._limits.ack_threshold and not self._remote_closed:
                 self._open_window()
-                self._conn._write()
+                self._conn.flush()
             return succeed(message)
         if self._remote_closed:
             return succeed(None)
@@ -240,12 +237,12 @@ class ServerCall:
         if self._state is _CLOSED:
             return
         if self._partial:
-            self._conn._h2.reset_stream(self._id, ErrorCodes.CANCEL)
+            self._conn.reset_stream(self.stream_id, ErrorCodes.CANCEL)
             self._close()
         else:
             self._trailers = status_headers(code, message, self._trailing)
             self._send_trailers()
-        self._conn._write()
+        self._conn.flush()
 
     # Handler
 
@@ -272,6 +269,7 @@ class ServerCall:
     def _handler_failed(self, failure: Failure) -> None:
         self._handler = None
         error = failure.value
+        assert error is not None
         translate = self._method.translate_error
         if translate is not None and not isinstance(error, (CancelledError, GRPCError)):
             error = translate(error) or error
@@ -324,7 +322,7 @@ class ServerCall:
     def _open_window(self) -> None:
         """Let the client send more, unless the handler already has enough unread."""
         if self._inbox_bytes < self._limits.receive_buffer:
-            self._conn._h2.increment_flow_control_window(self._unacked, self._id)
+            self._conn.acknowledge(self.stream_id, self._unacked)
             self._unacked = 0
 
     def _cancel_receive(self, receiver: Deferred[Any]) -> None:
@@ -340,7 +338,7 @@ class ServerCall:
     def _queue(self, payload: bytes) -> None:
         if not self._headers_sent:
             self._headers_sent = True
-            self._conn._h2.send_headers(self._id, RESPONSE_HEADERS)
+            self._conn.send_headers(self.stream_id, RESPONSE_HEADERS)
         data = frame_message(payload)
         self._out.append(data)
         self._out_bytes += len(data)
@@ -350,18 +348,13 @@ class ServerCall:
         conn = self._conn
         out = self._out
         if out:
-            if conn._paused:
-                conn._wait_for_room(self)
-                return
-            h2 = conn._h2
-            stream_id = self._id
+            stream_id = self.stream_id
             while out:
-                window = h2.local_flow_control_window(stream_id)
-                if window <= 0:
-                    conn._wait_for_room(self)
+                size = conn.room(stream_id)
+                if size <= 0:
+                    conn.wait_for_room(self)
                     break
                 chunk = out[0]
-                size = min(window, h2.max_outbound_frame_size)
                 if len(chunk) <= size:
                     out.popleft()
                     self._partial = False
@@ -370,7 +363,7 @@ class ServerCall:
                     out[0] = view[size:]
                     chunk = view[:size]
                     self._partial = True
-                h2.send_data(stream_id, chunk)
+                conn.send_data(stream_id, chunk)
                 self._out_bytes -= len(chunk)
         if self._drains and self._out_bytes <= self._limits.send_buffer:
             drains, self._drains = self._drains, []
@@ -378,7 +371,7 @@ class ServerCall:
                 drained.callback(None)
         if not self._out and self._trailers is not None:
             self._send_trailers()
-        conn._write()
+        conn.flush()
 
     def _finish(self, code: StatusCode, message: str) -> None:
         """The handler is done: send the status after any buffered output."""
@@ -395,10 +388,10 @@ class ServerCall:
             self._headers_sent = True
             trailers[:0] = RESPONSE_HEADERS
         conn = self._conn
-        conn._h2.send_headers(self._id, trailers, end_stream=True)
-        if conn._remote_open(self._id):
+        conn.send_headers(self.stream_id, trailers, end_stream=True)
+        if conn.remote_open(self.stream_id):
             # The client may still be sending: tell it to stop, without error (RFC 9113 8.1).
-            conn._h2.reset_stream(self._id, ErrorCodes.NO_ERROR)
+            conn.reset_stream(self.stream_id, ErrorCodes.NO_ERROR)
         self._close()
 
     # Ending
@@ -434,4 +427,4 @@ class ServerCall:
             waiting.append(receiver)
         for deferred in waiting:
             deferred.errback(CancelledError())
-        self._conn._call_finished(self, self._code, self._reactor.seconds() - self._started)
+        self._conn.call_finished(self, self._code, self._reactor.seconds() - self._started)

@@ -1,17 +1,16 @@
-"""Counting gRPC calls by method: a method registry that wraps each handler it hands out,
-and the ``call_observer`` of ``GRPCServerFactory``."""
+"""Counting gRPC calls by method: a view of a method table that wraps each handler it hands
+out, and the ``call_observer`` of ``GRPCServerFactory``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf.descriptor import ServiceDescriptor
 from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
 
-from k8s_sql.grpc.interfaces import IMethodRegistry
-from k8s_sql.grpc.registry import CallKind, ErrorTranslator, Method, split_path
+from k8s_sql.grpc.interfaces import IMethodLookup
+from k8s_sql.grpc.registry import CallKind, Method, split_path
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.metrics.collectors import ServerMetrics
 
@@ -26,64 +25,18 @@ GRPC_TYPES = {
 UNKNOWN = ("unknown", "unknown", "unknown")
 
 
-@implementer(IMethodRegistry)
+@implementer(IMethodLookup)
 class InstrumentedRegistry:
-    """``registry``, with every call counted in ``metrics`` while its handler runs.
+    """The methods of ``registry``, each call counted in ``metrics`` while its handler runs.
 
-    Give it to ``GRPCServerFactory`` as its registry, and its ``observe`` as the
-    factory's ``call_observer``.
+    Give it to ``GRPCServerFactory`` as the methods to serve, and its ``observe`` as the
+    factory's ``call_observer``; register methods on ``registry`` itself.
     """
 
-    def __init__(self, registry: IMethodRegistry, metrics: ServerMetrics) -> None:
+    def __init__(self, registry: IMethodLookup, metrics: ServerMetrics) -> None:
         self.registry = registry
         self.metrics = metrics
         self._labels: dict[str, tuple[str, str, str]] = {}
-
-    def unary(
-        self,
-        path: str,
-        handler: Callable[..., Any],
-        deserialize: Callable[[bytes], Any],
-        serialize: Callable[[Any], bytes],
-    ) -> None:
-        """Register a unary method (see ``IMethodRegistry``)."""
-        self.registry.unary(path, handler, deserialize, serialize)
-
-    def server_stream(
-        self,
-        path: str,
-        handler: Callable[..., Any],
-        deserialize: Callable[[bytes], Any],
-        serialize: Callable[[Any], bytes],
-    ) -> None:
-        """Register a server-streaming method (see ``IMethodRegistry``)."""
-        self.registry.server_stream(path, handler, deserialize, serialize)
-
-    def client_stream(
-        self,
-        path: str,
-        handler: Callable[..., Any],
-        deserialize: Callable[[bytes], Any],
-        serialize: Callable[[Any], bytes],
-    ) -> None:
-        """Register a client-streaming method (see ``IMethodRegistry``)."""
-        self.registry.client_stream(path, handler, deserialize, serialize)
-
-    def bidi(
-        self,
-        path: str,
-        handler: Callable[..., Any],
-        deserialize: Callable[[bytes], Any],
-        serialize: Callable[[Any], bytes],
-    ) -> None:
-        """Register a bidirectional-streaming method (see ``IMethodRegistry``)."""
-        self.registry.bidi(path, handler, deserialize, serialize)
-
-    def add_service(
-        self, descriptor: ServiceDescriptor, implementation: object, translate_error: ErrorTranslator | None = None
-    ) -> None:
-        """Register a whole service (see ``IMethodRegistry``)."""
-        self.registry.add_service(descriptor, implementation, translate_error)
 
     def lookup(self, path: str) -> Method:
         """The method at ``path``, its handler counting each call it serves."""

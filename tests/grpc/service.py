@@ -15,7 +15,7 @@ from twisted.internet.task import deferLater
 from k8s_sql.grpc.health import HealthService
 from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.grpc.protocol import GRPCProtocol, GRPCServerFactory
-from k8s_sql.grpc.registry import MethodRegistry
+from k8s_sql.grpc.registry import CallKind, MethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.grpc.stream import ServerCall
 
@@ -56,12 +56,12 @@ class TestService:
     def registry(self) -> MethodRegistry:
         registry = MethodRegistry()
         for name in ("Echo", "Fail", "Crash", "Hang", "Gather", "Metadata", "Stats", "Plain", "Late", "Sleep"):
-            registry.unary(SERVICE + name, getattr(self, name.lower()), identity, identity)
-        registry.server_stream(SERVICE + "Count", self.count, identity, identity)
-        registry.server_stream(SERVICE + "HangStream", self.hang_stream, identity, identity)
-        registry.client_stream(SERVICE + "Collect", self.collect, identity, identity)
-        registry.client_stream(SERVICE + "Idle", self.idle, identity, identity)
-        registry.bidi(SERVICE + "Chat", self.chat, identity, identity)
+            registry.add(SERVICE + name, CallKind.UNARY, getattr(self, name.lower()), identity, identity)
+        registry.add(SERVICE + "Count", CallKind.SERVER_STREAM, self.count, identity, identity)
+        registry.add(SERVICE + "HangStream", CallKind.SERVER_STREAM, self.hang_stream, identity, identity)
+        registry.add(SERVICE + "Collect", CallKind.CLIENT_STREAM, self.collect, identity, identity)
+        registry.add(SERVICE + "Idle", CallKind.CLIENT_STREAM, self.idle, identity, identity)
+        registry.add(SERVICE + "Chat", CallKind.BIDI, self.chat, identity, identity)
         health = HealthService()
         registry.add_service(health.descriptor, health)
         return registry

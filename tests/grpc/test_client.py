@@ -13,7 +13,7 @@ from twisted.internet.task import deferLater
 
 from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.grpc.protocol import GRPCServerFactory
-from k8s_sql.grpc.registry import MethodRegistry
+from k8s_sql.grpc.registry import CallKind, MethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.grpc.tls import server_endpoint
 from k8s_sql.grpc.client import GRPCChannel, _Call, channel_for
@@ -36,7 +36,7 @@ class Service:
     def registry(self) -> MethodRegistry:
         registry = MethodRegistry()
         for name in ("Echo", "Fail", "Hang", "Big"):
-            registry.unary(f"/test.KV/{name}", getattr(self, name.lower()), KeyValue.FromString, KeyValue.SerializeToString)
+            registry.add(f"/test.KV/{name}", CallKind.UNARY, getattr(self, name.lower()), KeyValue.FromString, KeyValue.SerializeToString)
         return registry
 
     async def echo(self, request: KeyValue, call: IServerCall) -> KeyValue:

@@ -19,7 +19,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from k8s_sql.grpc.interfaces import IServerCall
+from k8s_sql.grpc.interfaces import ICallConnection, IServerCall
 from k8s_sql.grpc.protocol import DRAIN_PING, KEEPALIVE_PING, GRPCServerFactory
 from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.grpc.status import StatusCode
@@ -91,6 +91,7 @@ def test_options_are_validated(clock: Clock) -> None:
 
 def test_interfaces(peer: Peer, service: TestService) -> None:
     verifyObject(IPushProducer, peer.protocol)
+    verifyObject(ICallConnection, peer.protocol)
     peer.call(SERVICE + "Hang", message(b""))
     (call,) = peer.protocol._calls.values()
     verifyObject(IServerCall, call)

@@ -18,10 +18,10 @@ def handler(*args: object) -> None:
 @pytest.fixture
 def registry() -> MethodRegistry:
     registry = MethodRegistry()
-    registry.unary("/pkg.Svc/Unary", handler, bytes, bytes)
-    registry.server_stream("/pkg.Svc/Down", handler, bytes, bytes)
-    registry.client_stream("/pkg.Svc/Up", handler, bytes, bytes)
-    registry.bidi("/pkg.Svc/Both", handler, bytes, bytes)
+    registry.add("/pkg.Svc/Unary", CallKind.UNARY, handler, bytes, bytes)
+    registry.add("/pkg.Svc/Down", CallKind.SERVER_STREAM, handler, bytes, bytes)
+    registry.add("/pkg.Svc/Up", CallKind.CLIENT_STREAM, handler, bytes, bytes)
+    registry.add("/pkg.Svc/Both", CallKind.BIDI, handler, bytes, bytes)
     return registry
 
 
@@ -56,12 +56,12 @@ def test_lookup_failures_use_grpc_go_texts(registry: MethodRegistry, path: str, 
 @pytest.mark.parametrize("path", ["pkg.Svc/NoSlash", "/pkg.Svc/", "//Method", "/Method"])
 def test_registering_a_malformed_path_fails(registry: MethodRegistry, path: str) -> None:
     with pytest.raises(ValueError):
-        registry.unary(path, handler, bytes, bytes)
+        registry.add(path, CallKind.UNARY, handler, bytes, bytes)
 
 
 def test_registering_twice_fails(registry: MethodRegistry) -> None:
     with pytest.raises(ValueError, match="already registered"):
-        registry.bidi("/pkg.Svc/Unary", handler, bytes, bytes)
+        registry.add("/pkg.Svc/Unary", CallKind.BIDI, handler, bytes, bytes)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import pytest
 from twisted.internet.defer import CancelledError, Deferred
 from zope.interface.verify import verifyObject
 
-from k8s_sql.grpc.interfaces import IMethodRegistry
-from k8s_sql.grpc.registry import MethodRegistry
+from k8s_sql.grpc.interfaces import IMethodLookup
+from k8s_sql.grpc.registry import CallKind, MethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.metrics.calls import InstrumentedRegistry
 from k8s_sql.metrics.collectors import ServerMetrics
@@ -32,16 +32,12 @@ UNARY = {"grpc_type": "unary", "grpc_service": "etcdserverpb.KV", "grpc_method":
 WATCH = {"grpc_type": "bidi_stream", "grpc_service": "etcdserverpb.Watch", "grpc_method": "Watch"}
 
 
-def test_is_a_method_registry_that_registers_in_the_one_it_wraps() -> None:
+def test_looks_methods_up_in_the_registry_it_wraps() -> None:
     registry, _ = counted()
-    assert verifyObject(IMethodRegistry, registry)
-    registry.unary("/p.S/Unary", identity, identity, identity)
-    registry.server_stream("/p.S/Out", identity, identity, identity)
-    registry.client_stream("/p.S/In", identity, identity, identity)
-    registry.bidi("/p.S/Both", identity, identity, identity)
-    assert [registry.registry.lookup(f"/p.S/{name}").kind.value for name in ("Unary", "Out", "In", "Both")] == [
-        "unary", "server_stream", "client_stream", "bidi",
-    ]
+    assert verifyObject(IMethodLookup, registry)
+    registry.registry.add("/p.S/Unary", CallKind.UNARY, identity, identity, identity)
+    registry.registry.add("/p.S/Both", CallKind.BIDI, identity, identity, identity)
+    assert [registry.lookup(f"/p.S/{name}").kind for name in ("Unary", "Both")] == [CallKind.UNARY, CallKind.BIDI]
     with pytest.raises(GRPCError) as unknown:
         registry.lookup("/p.S/Nothing")
     assert unknown.value.message == "unknown method Nothing for service p.S"
@@ -64,7 +60,7 @@ async def _doubled(request: int, call: Any) -> int:
 ], ids=["plain", "deferred", "coroutine"])
 def test_handlers_of_every_kind_are_counted(handler: Any) -> None:
     registry, metrics = counted()
-    registry.unary("/etcdserverpb.KV/Range", handler, identity, identity)
+    registry.registry.add("/etcdserverpb.KV/Range", CallKind.UNARY, handler, identity, identity)
     method = registry.lookup("/etcdserverpb.KV/Range")
     results: list[Any] = []
     method.handler(21, None).addCallback(results.append)
@@ -81,7 +77,7 @@ def test_a_stream_is_in_flight_until_its_handler_ends() -> None:
         running.append(Deferred())
         await running[-1]
 
-    registry.bidi("/etcdserverpb.Watch/Watch", watch, identity, identity)
+    registry.registry.add("/etcdserverpb.Watch/Watch", CallKind.BIDI, watch, identity, identity)
     first = registry.lookup("/etcdserverpb.Watch/Watch").handler(None)
     second = registry.lookup("/etcdserverpb.Watch/Watch").handler(None)
     assert value(metrics, "k8s_sql_grpc_calls_in_flight", **WATCH) == 2
@@ -102,7 +98,7 @@ def test_a_handler_that_raises_is_counted_and_its_error_passed_on() -> None:
     def broken(request: Any, call: Any) -> None:
         raise GRPCError(StatusCode.INVALID_ARGUMENT, "etcdserver: key is not provided")
 
-    registry.unary("/etcdserverpb.KV/Range", broken, identity, identity)
+    registry.registry.add("/etcdserverpb.KV/Range", CallKind.UNARY, broken, identity, identity)
     failures: list[Any] = []
     registry.lookup("/etcdserverpb.KV/Range").handler(b"", None).addErrback(failures.append)
     assert failures[0].value.code is StatusCode.INVALID_ARGUMENT
@@ -111,7 +107,7 @@ def test_a_handler_that_raises_is_counted_and_its_error_passed_on() -> None:
 
 def test_the_observer_counts_completed_calls_by_code() -> None:
     registry, metrics = counted()
-    registry.unary("/etcdserverpb.KV/Range", identity, identity, identity)
+    registry.registry.add("/etcdserverpb.KV/Range", CallKind.UNARY, identity, identity, identity)
     registry.observe("/etcdserverpb.KV/Range", StatusCode.OK, 0.002)
     registry.observe("/etcdserverpb.KV/Range", StatusCode.OK, 0.3)
     registry.observe("/etcdserverpb.KV/Range", StatusCode.UNAVAILABLE, 0.01)

@@ -14,7 +14,7 @@ from k8s_sql.etcd.header import Identity
 from k8s_sql.etcd.watch import WatchService, WatchStream
 from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.grpc.protocol import GRPCServerFactory
-from k8s_sql.grpc.registry import MethodRegistry
+from k8s_sql.grpc.registry import CallKind, MethodRegistry
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.watch.follower import Follower
 from k8s_sql.watch.hub import WatchHub
@@ -49,7 +49,7 @@ def test_a_client_that_stops_reading_costs_a_bounded_amount_and_catches_up() -> 
         return ensureDeferred(streams[-1].run())
 
     registry = MethodRegistry()
-    registry.bidi(WATCH_METHOD, watch, rpc_pb2.WatchRequest.FromString, lambda response: response)
+    registry.add(WATCH_METHOD, CallKind.BIDI, watch, rpc_pb2.WatchRequest.FromString, lambda response: response)
     factory = GRPCServerFactory(registry, clock, send_buffer=64 * 1024)
     slow = Peer(factory, auto_window=False)
     slow_id = slow.call(WATCH_METHOD, watch_request(key=b"/k/", range_end=b"/k0"), end=False)
