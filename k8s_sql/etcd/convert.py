@@ -7,6 +7,7 @@ Requests go from ``etcdserverpb`` to ``k8s_sql.store.model``; results come back 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from k8s_sql.etcd.errors import INVALID_SORT_OPTION
 from k8s_sql.etcd.header import Identity
@@ -14,24 +15,22 @@ from k8s_sql.proto import kv_pb2, rpc_pb2
 from k8s_sql.store import model
 
 
+def _fields(source: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """``source``'s attributes ``names``: the fields etcd's message and the store's record share."""
+    return {name: getattr(source, name) for name in names}
+
+
+_KV_FIELDS = ("key", "create_revision", "mod_revision", "version", "value", "lease")
+_PUT_FIELDS = ("key", "value", "lease", "prev_kv", "ignore_value", "ignore_lease")
+_RANGE_FIELDS = (
+    "key", "range_end", "limit", "revision", "keys_only", "count_only",
+    "min_mod_revision", "max_mod_revision", "min_create_revision", "max_create_revision",
+)  # fmt: skip
+
+
 def kv_message(kv: model.KeyValue) -> kv_pb2.KeyValue:
     """The ``mvccpb.KeyValue`` for a stored key version."""
-    return kv_pb2.KeyValue(
-        key=kv.key,
-        create_revision=kv.create_revision,
-        mod_revision=kv.mod_revision,
-        version=kv.version,
-        value=kv.value,
-        lease=kv.lease,
-    )
-
-
-def event_message(event: model.Event, with_prev_kv: bool = True) -> kv_pb2.Event:
-    """The ``mvccpb.Event`` for a change, with ``prev_kv`` when asked for and known."""
-    message = kv_pb2.Event(type=int(event.type), kv=kv_message(event.kv))
-    if with_prev_kv and event.prev_kv is not None:
-        message.prev_kv.CopyFrom(kv_message(event.prev_kv))
-    return message
+    return kv_pb2.KeyValue(**_fields(kv, _KV_FIELDS))
 
 
 # --- requests -------------------------------------------------------------------------
@@ -44,32 +43,12 @@ def range_request(message: rpc_pb2.RangeRequest) -> model.RangeRequest:
         sort_target = model.SortTarget(message.sort_target)
     except ValueError:
         raise INVALID_SORT_OPTION.exception() from None
-    return model.RangeRequest(
-        key=message.key,
-        range_end=message.range_end,
-        limit=message.limit,
-        revision=message.revision,
-        sort_order=sort_order,
-        sort_target=sort_target,
-        keys_only=message.keys_only,
-        count_only=message.count_only,
-        min_mod_revision=message.min_mod_revision,
-        max_mod_revision=message.max_mod_revision,
-        min_create_revision=message.min_create_revision,
-        max_create_revision=message.max_create_revision,
-    )
+    return model.RangeRequest(sort_order=sort_order, sort_target=sort_target, **_fields(message, _RANGE_FIELDS))
 
 
 def put_request(message: rpc_pb2.PutRequest) -> model.PutRequest:
     """A store put from etcd's."""
-    return model.PutRequest(
-        key=message.key,
-        value=message.value,
-        lease=message.lease,
-        prev_kv=message.prev_kv,
-        ignore_value=message.ignore_value,
-        ignore_lease=message.ignore_lease,
-    )
+    return model.PutRequest(**_fields(message, _PUT_FIELDS))
 
 
 def delete_range_request(message: rpc_pb2.DeleteRangeRequest) -> model.DeleteRangeRequest:

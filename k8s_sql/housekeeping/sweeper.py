@@ -34,11 +34,7 @@ class LeaseSweeper(TimerService):
     log = Logger()
 
     def __init__(
-        self,
-        store: ILeaseStore,
-        clock: IReactorTime,
-        interval: float = DEFAULT_INTERVAL,
-        batch: int = DEFAULT_BATCH,
+        self, store: ILeaseStore, clock: IReactorTime, interval: float = DEFAULT_INTERVAL, batch: int = DEFAULT_BATCH
     ) -> None:
         if interval <= 0:
             raise ValueError(f"the sweep interval must be positive, not {interval!r}")
@@ -54,6 +50,7 @@ class LeaseSweeper(TimerService):
         return ensureDeferred(self._sweep())
 
     async def _sweep(self) -> None:
+        assert self.clock is not None
         try:
             expired = await self.store.expire_leases(self.clock.seconds(), self.batch)
         except Exception:

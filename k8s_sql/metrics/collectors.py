@@ -10,7 +10,7 @@ or read from the running objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -59,60 +59,41 @@ class ServerMetrics:
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
-        Gauge(
-            "etcd_server_version",
-            "The etcd version this server reports, in the server_version label.",
+
+        def metric(kind: Any, name: str, text: str, labels: Sequence[str] = (), **options: Any) -> Any:
+            return kind(name, text, labels, registry=registry, **options)
+
+        # fmt: off
+        metric(
+            Gauge, "etcd_server_version", "The etcd version this server reports, in the server_version label.",
             ["server_version"],
-            registry=registry,
         ).labels(etcd_version).set(1)
-
-        self.calls_started = Counter(
-            "grpc_server_started_total",
-            "gRPC calls started, by method.",
-            CALL_LABELS,
-            registry=registry,
+        coded = (*CALL_LABELS, "grpc_code")
+        self.calls_started = metric(Counter, "grpc_server_started_total", "gRPC calls started, by method.", CALL_LABELS)
+        self.calls_handled = metric(
+            Counter, "grpc_server_handled_total", "gRPC calls completed, by method and status code.", coded
         )
-        self.calls_handled = Counter(
-            "grpc_server_handled_total",
-            "gRPC calls completed, by method and status code.",
-            (*CALL_LABELS, "grpc_code"),
-            registry=registry,
+        self.call_seconds = metric(
+            Histogram, "grpc_server_handling_seconds",
+            "How long gRPC calls took until their status was sent, by method and code.", coded,
         )
-        self.call_seconds = Histogram(
-            "grpc_server_handling_seconds",
-            "How long gRPC calls took until their status was sent, by method and code.",
-            (*CALL_LABELS, "grpc_code"),
-            registry=registry,
+        self.calls_in_flight = metric(
+            Gauge, "k8s_sql_grpc_calls_in_flight",
+            "gRPC calls being handled, by method (a Watch or LeaseKeepAlive stream is one call).", CALL_LABELS,
         )
-        self.calls_in_flight = Gauge(
-            "k8s_sql_grpc_calls_in_flight",
-            "gRPC calls being handled, by method (a Watch or LeaseKeepAlive stream is one call).",
-            CALL_LABELS,
-            registry=registry,
-        )
-        self.watch_streams = Gauge(
-            "etcd_debugging_mvcc_watch_stream_total",
-            "Open Watch streams.",
-            registry=registry,
-        )
-        self.watchers = Gauge(
-            "etcd_debugging_mvcc_watcher_total",
+        self.watch_streams = metric(Gauge, "etcd_debugging_mvcc_watch_stream_total", "Open Watch streams.")
+        self.watchers = metric(
+            Gauge, "etcd_debugging_mvcc_watcher_total",
             "Watchers following live changes (not those still replaying history).",
-            registry=registry,
         )
-
-        self.transaction_seconds = Histogram(
-            "k8s_sql_database_transaction_duration_seconds",
+        self.transaction_seconds = metric(
+            Histogram, "k8s_sql_database_transaction_duration_seconds",
             "Database transactions, by role (writer, reader) and outcome (ok, error), from the call to the outcome.",
-            ["role", "outcome"],
-            buckets=TRANSACTION_BUCKETS,
-            registry=registry,
+            ["role", "outcome"], buckets=TRANSACTION_BUCKETS,
         )
-        self.commit_seconds = Histogram(
-            "etcd_disk_backend_commit_duration_seconds",
-            "Write transactions (k8s-sql's equivalent of etcd's backend commits).",
-            buckets=TRANSACTION_BUCKETS,
-            registry=registry,
+        self.commit_seconds = metric(
+            Histogram, "etcd_disk_backend_commit_duration_seconds",
+            "Write transactions (k8s-sql's equivalent of etcd's backend commits).", buckets=TRANSACTION_BUCKETS,
         )
 
         self._started = _Children(self.calls_started)
@@ -121,32 +102,23 @@ class ServerMetrics:
         self._handling_seconds = _Children(self.call_seconds)
         self._transactions = _Children(self.transaction_seconds)
 
-        self.database_up = Gauge(
-            "k8s_sql_database_up",
-            "1 when the database answered the last scrape's queries, else 0.",
-            registry=registry,
+        self.database_up = metric(
+            Gauge, "k8s_sql_database_up", "1 when the database answered the last scrape's queries, else 0."
         )
-        self.current_revision = Gauge(
-            "etcd_debugging_mvcc_current_revision",
-            "The current revision of the store.",
-            registry=registry,
+        self.current_revision = metric(
+            Gauge, "etcd_debugging_mvcc_current_revision", "The current revision of the store."
         )
-        self.compact_revision = Gauge(
-            "etcd_debugging_mvcc_compact_revision",
-            "The revision of the last compaction.",
-            registry=registry,
+        self.compact_revision = metric(
+            Gauge, "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction."
         )
-        self.leases = Gauge("k8s_sql_leases", "Leases granted and not yet revoked or expired.", registry=registry)
-        self.db_size = Gauge(
-            "etcd_mvcc_db_total_size_in_bytes",
-            "The space the store's tables take in the database.",
-            registry=registry,
+        self.leases = metric(Gauge, "k8s_sql_leases", "Leases granted and not yet revoked or expired.")
+        self.db_size = metric(
+            Gauge, "etcd_mvcc_db_total_size_in_bytes", "The space the store's tables take in the database."
         )
-        self.db_size_in_use = Gauge(
-            "etcd_mvcc_db_total_size_in_use_in_bytes",
-            "The part of the store's space that holds live data.",
-            registry=registry,
+        self.db_size_in_use = metric(
+            Gauge, "etcd_mvcc_db_total_size_in_use_in_bytes", "The part of the store's space that holds live data."
         )
+        # fmt: on
 
     # Counted as they happen
 

@@ -80,6 +80,14 @@ class CompareTarget(IntEnum):
     LEASE = 4
 
 
+class AlarmType(IntEnum):
+    """A kind of alarm, numbered as etcd's ``AlarmType``."""
+
+    NONE = 0
+    NOSPACE = 1
+    CORRUPT = 2
+
+
 @dataclass(frozen=True, slots=True)
 class RangeRequest:
     """Read keys in ``[key, range_end)`` (one key when ``range_end`` is empty), as etcd's Range."""
@@ -223,14 +231,6 @@ class DatabaseSize:
 
     total: int
     in_use: int
-
-
-class AlarmType(IntEnum):
-    """A kind of alarm, numbered as etcd's ``AlarmType``."""
-
-    NONE = 0
-    NOSPACE = 1
-    CORRUPT = 2
 
 
 @dataclass(frozen=True, slots=True)

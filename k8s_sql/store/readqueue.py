@@ -18,6 +18,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from k8s_sql.store.pending import Pending
+
 #: The most reads one transaction carries.
 MAX_GROUP = 64
 
@@ -27,25 +29,6 @@ Read = tuple[Callable[..., Any], tuple]
 #: Runs a group of reads in one transaction; fires with one outcome per read, in order:
 #: its result or, for a read that failed alone, a ``Failure``.
 GroupRunner = Callable[[list[Read]], "defer.Deferred[list[Any]]"]
-
-
-class _Waiting:
-    """A read waiting for its group, and the Deferred its caller awaits."""
-
-    __slots__ = ("done", "read")
-
-    def __init__(self, read: Read, cancel: Callable[[defer.Deferred], None]) -> None:
-        self.read = read
-        self.done: defer.Deferred[Any] = defer.Deferred(cancel)
-
-    def answer(self, outcome: object) -> None:
-        """Fire ``done`` with a result or a ``Failure``, unless the caller gave up."""
-        if self.done.called:
-            return
-        if isinstance(outcome, Failure):
-            self.done.errback(outcome)
-        else:
-            self.done.callback(outcome)
 
 
 class ReadQueue:
@@ -60,14 +43,14 @@ class ReadQueue:
         self._slots = slots
         self._run_group = run_group
         self._most = most
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[Pending[Read]] = []
         self._running = 0
         self._call: IDelayedCall | None = None
 
     def read(self, function: Callable[..., Any], args: tuple) -> defer.Deferred[Any]:
         """Queue ``function(session, *args)``; fires with its result.  Cancelling the
         Deferred takes the read out of the queue if its group has not started yet."""
-        waiting = _Waiting((function, args), self._cancel)
+        waiting = Pending((function, args), self._cancel)
         self._waiting.append(waiting)
         if self._call is None and self._running < self._slots:
             self._call = self._reactor.callLater(0, self._dispatch)
@@ -91,9 +74,9 @@ class ReadQueue:
             group = self._waiting[: min(share, self._most)]
             del self._waiting[: len(group)]
             self._running += 1
-            self._run_group([waiting.read for waiting in group]).addBoth(self._answer, group)
+            self._run_group([waiting.work for waiting in group]).addBoth(self._answer, group)
 
-    def _answer(self, outcomes: list[Any] | Failure, group: list[_Waiting]) -> None:
+    def _answer(self, outcomes: list[Any] | Failure, group: list[Pending[Read]]) -> None:
         self._running -= 1
         if isinstance(outcomes, Failure):
             outcomes = [outcomes] * len(group)

@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from k8s_sql.store.pending import Pending
 from k8s_sql.store.writes import BatchFailure
 
 #: The most writes one transaction carries.
@@ -29,25 +30,6 @@ Write = tuple[Callable[..., Any], tuple]
 BatchRunner = Callable[[list[Write]], "defer.Deferred[tuple[list[Any], int | None]]"]
 
 
-class _Waiting:
-    """A write waiting for its turn, and the Deferred its caller awaits."""
-
-    __slots__ = ("done", "write")
-
-    def __init__(self, write: Write) -> None:
-        self.write = write
-        self.done: defer.Deferred[Any] = defer.Deferred()
-
-    def answer(self, outcome: object) -> None:
-        """Fire ``done`` with a response or a ``Failure``, unless the caller gave up."""
-        if self.done.called:
-            return
-        if isinstance(outcome, Failure):
-            self.done.errback(outcome)
-        else:
-            self.done.callback(outcome)
-
-
 class WriteQueue:
     """Commits writes in batches of at most ``most``, one batch at a time, by ``run_batch``;
     ``committed(revision)`` is told of each commit before its writers are answered."""
@@ -56,12 +38,12 @@ class WriteQueue:
         self._run_batch = run_batch
         self._committed = committed
         self._most = most
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[Pending[Write]] = []
         self._writing = False
 
     def write(self, operation: Callable[..., Any], args: tuple) -> defer.Deferred[Any]:
         """Queue ``operation(executor, *args)``; fires with its response."""
-        waiting = _Waiting((operation, args))
+        waiting = Pending((operation, args))
         self._waiting.append(waiting)
         if not self._writing:
             self._writing = True
@@ -76,10 +58,10 @@ class WriteQueue:
         finally:
             self._writing = False
 
-    async def _commit(self, batch: list[_Waiting]) -> None:
+    async def _commit(self, batch: list[Pending[Write]]) -> None:
         while batch:
             try:
-                responses, revision = await self._run_batch([waiting.write for waiting in batch])
+                responses, revision = await self._run_batch([waiting.work for waiting in batch])
             except BatchFailure as failed:
                 batch.pop(failed.index).answer(Failure(failed.error))
                 continue

@@ -64,21 +64,15 @@ def _height(node: _Node[T] | None) -> int:
     return node.height if node is not None else 0
 
 
-def _rotate_right(node: _Node[T]) -> _Node[T]:
-    pivot = node.left
-    assert pivot is not None
-    node.left = pivot.right
-    pivot.right = node
-    node.update()
-    pivot.update()
-    return pivot
+_OTHER_SIDE = {"left": "right", "right": "left"}
 
 
-def _rotate_left(node: _Node[T]) -> _Node[T]:
-    pivot = node.right
-    assert pivot is not None
-    node.right = pivot.left
-    pivot.left = node
+def _lift(node: _Node[T], side: str) -> _Node[T]:
+    """Rotate ``node``'s child on ``side`` ("left" or "right") up into its place."""
+    other = _OTHER_SIDE[side]
+    pivot = getattr(node, side)
+    setattr(node, side, getattr(pivot, other))
+    setattr(pivot, other, node)
     node.update()
     pivot.update()
     return pivot
@@ -88,17 +82,13 @@ def _balance(node: _Node[T]) -> _Node[T]:
     """Restore the AVL property at ``node`` after one insertion or removal below it."""
     node.update()
     skew = _height(node.left) - _height(node.right)
-    if skew > 1:
-        assert node.left is not None
-        if _height(node.left.left) < _height(node.left.right):
-            node.left = _rotate_left(node.left)
-        return _rotate_right(node)
-    if skew < -1:
-        assert node.right is not None
-        if _height(node.right.right) < _height(node.right.left):
-            node.right = _rotate_right(node.right)
-        return _rotate_left(node)
-    return node
+    if abs(skew) <= 1:
+        return node
+    heavy = "left" if skew > 0 else "right"
+    child = getattr(node, heavy)
+    if _height(getattr(child, heavy)) < _height(getattr(child, _OTHER_SIDE[heavy])):
+        setattr(node, heavy, _lift(child, _OTHER_SIDE[heavy]))
+    return _lift(node, heavy)
 
 
 class IntervalIndex(Generic[T]):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from k8s_sql.etcd import convert, encode
 from k8s_sql.etcd.header import Identity
-from k8s_sql.proto import rpc_pb2, wire
+from k8s_sql.proto import kv_pb2, rpc_pb2, wire
 from k8s_sql.store.model import Event, EventType, KeyValue, RangeResponse
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -49,6 +49,14 @@ def test_a_page_of_live_keys_reads_back() -> None:
     assert message.kvs[499].key == b"/registry/pods/ns/pod-0499" and message.count == 2000 and message.more
 
 
+def event_message(event: Event, with_prev_kv: bool) -> kv_pb2.Event:
+    """The ``mvccpb.Event`` protobuf builds for a change: the reference for ``encode.event``."""
+    message = kv_pb2.Event(type=event.type.name, kv=convert.kv_message(event.kv))
+    if with_prev_kv and event.prev_kv is not None:
+        message.prev_kv.CopyFrom(convert.kv_message(event.prev_kv))
+    return message
+
+
 events = st.builds(
     Event,
     type=st.sampled_from(EventType),
@@ -59,7 +67,7 @@ events = st.builds(
 
 @given(events, st.booleans())
 def test_events_are_encoded_as_protobuf_encodes_them(event: Event, prev_kv: bool) -> None:
-    assert encode.event(event, prev_kv) == convert.event_message(event, prev_kv).SerializeToString()
+    assert encode.event(event, prev_kv) == event_message(event, prev_kv).SerializeToString()
 
 
 @given(events, st.booleans(), st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), identities)
@@ -69,7 +77,7 @@ def test_watch_responses_concatenate_a_head_and_event_fields(
     head = encode.header_field(identity, revision) + encode.watch_id_field(watch_id)
     response = rpc_pb2.WatchResponse.FromString(head + encode.EncodedEvents().field(event, prev_kv) * 2)
     expected = rpc_pb2.WatchResponse(header=identity.header(revision), watch_id=watch_id)
-    expected.events.extend([convert.event_message(event, prev_kv)] * 2)
+    expected.events.extend([event_message(event, prev_kv)] * 2)
     assert response == expected
 
 
