@@ -23,6 +23,8 @@ etcd by ``tests/watch/test_etcd_differential.py``):
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -255,7 +257,7 @@ class WatchStream:
         """A revision for control responses: none older than one already reported."""
         return max(self.service.hub.revision, self._known_revision)
 
-    def _head(self, revision: int, watch_id: int, **fields: object) -> bytes:
+    def _head(self, revision: int, watch_id: int, **fields: Any) -> bytes:
         response = rpc_pb2.WatchResponse(header=self.service.identity.header(revision), watch_id=watch_id, **fields)
         return response.SerializeToString()
 

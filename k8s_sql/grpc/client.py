@@ -76,7 +76,7 @@ _HTTP_STATUS_CODES = {
 }
 
 #: How a stream reset by the server ends its call.
-_RESET_CODES = {
+_RESET_CODES: dict[int, StatusCode] = {
     ErrorCodes.CANCEL: StatusCode.CANCELLED,
     ErrorCodes.REFUSED_STREAM: StatusCode.UNAVAILABLE,
     ErrorCodes.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED,
@@ -215,7 +215,8 @@ class ClientConnection(Protocol):
             events = self._h2.receive_data(data)
         except H2Error as e:
             self._fail_all(f"HTTP/2 protocol error from the server: {e}")
-            self.transport.loseConnection()
+            if self.transport is not None:
+                self.transport.loseConnection()
             return
         for event in events:
             handler = _EVENTS.get(type(event))
@@ -264,17 +265,18 @@ class ClientConnection(Protocol):
     def _stream_reset(self, event: StreamReset) -> None:
         call = self._calls.get(event.stream_id)
         if call is not None:
-            code = _RESET_CODES.get(event.error_code, StatusCode.INTERNAL)
-            error = GRPCError(code, f"stream terminated by RST_STREAM with error code: {int(event.error_code)}")
+            error_code = int(event.error_code or 0)
+            code = _RESET_CODES.get(error_code, StatusCode.INTERNAL)
+            error = GRPCError(code, f"stream terminated by RST_STREAM with error code: {error_code}")
             self._end(call, Failure(error), None)
 
     def _terminated(self, event: ConnectionTerminated) -> None:
         """GOAWAY: calls above the last stream the server took will never be answered."""
-        self.closed_reason = f"the server is going away (GOAWAY {int(event.error_code)})"
+        self.closed_reason = f"the server is going away (GOAWAY {int(event.error_code or 0)})"
         last = event.last_stream_id if event.last_stream_id is not None else 0
         for call in [call for stream_id, call in self._calls.items() if stream_id > last]:
             self._end(call, Failure(GRPCError(StatusCode.UNAVAILABLE, self.closed_reason)), None)
-        if not self._calls:
+        if not self._calls and self.transport is not None:
             self.transport.loseConnection()
 
     def _window_opened(self, event: object) -> None:

@@ -15,8 +15,13 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import crypto
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint, IStreamServerEndpointStringParser
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorCore,
+    IStreamServerEndpoint,
+    IStreamServerEndpointStringParser,
+)
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.plugin import IPlugin
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -55,10 +60,12 @@ def server_options(
     authorities = _load_certificates(trusted_ca_file) if trusted_ca_file is not None else []
     if trusted_ca_file is not None and not authorities:
         raise TLSConfigurationError(f"{trusted_ca_file} holds no PEM certificate")
+    # cryptography objects: pyOpenSSL deprecates its own types here, though Twisted's stubs
+    # still name only those.
     options = CertificateOptions(
-        privateKey=key,  # cryptography objects: pyOpenSSL deprecates its own types here
-        certificate=chain[0],
-        extraCertChain=chain[1:],
+        privateKey=key,  # type: ignore[arg-type]
+        certificate=chain[0],  # type: ignore[arg-type]
+        extraCertChain=chain[1:],  # type: ignore[arg-type]
         verify=bool(authorities),
         caCerts=[crypto.X509.from_cryptography(authority) for authority in authorities] or None,
         requireCertificate=client_cert_auth,
@@ -89,7 +96,7 @@ class TLSServerEndpoint:
         self._wrapped = wrapped
         self._options = options
 
-    def listen(self, protocolFactory: Factory) -> Deferred[IListeningPort]:
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen on the wrapped endpoint; each connection is TLS, then ``protocolFactory``."""
         factory = TLSMemoryBIOFactory(self._options, False, protocolFactory)
         factory.noisy = False
@@ -133,9 +140,9 @@ class TLSEndpointParser:
     prefix = "h2tls"
     _OPTIONS = ("certFile", "keyFile", "trustedCAFile", "clientCertAuth")
 
-    def parseStreamServer(self, reactor: object, *args: str, **kwargs: str) -> IStreamServerEndpoint:
-        """Build the endpoint from the description's arguments."""
-        options = {name: kwargs.pop(name) for name in self._OPTIONS if name in kwargs}
+    def parseStreamServer(self, reactor: IReactorCore, *args: object, **kwargs: object) -> IStreamServerEndpoint:
+        """Build the endpoint from the description's arguments (all text)."""
+        options = {name: str(kwargs.pop(name)) for name in self._OPTIONS if name in kwargs}
         if "certFile" not in options or "keyFile" not in options:
             raise TLSConfigurationError("h2tls: needs certFile= and keyFile=")
         if not args:
@@ -153,10 +160,10 @@ class TLSEndpointParser:
         )
 
 
-def _unparse(args: tuple[str, ...], kwargs: dict[str, str]) -> str:
+def _unparse(args: tuple[object, ...], kwargs: dict[str, object]) -> str:
     """Rebuild an endpoint description from parsed arguments."""
 
-    def quote(text: str) -> str:
-        return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+    def quote(value: object) -> str:
+        return str(value).replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
     return ":".join([quote(arg) for arg in args] + [f"{quote(k)}={quote(v)}" for k, v in kwargs.items()])

@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.pages import notFound
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from k8s_sql.metrics.collectors import ServerMetrics
@@ -112,7 +112,7 @@ class ProbePage(_Answer):
 class _Root(Resource):
     """The site's root: its children, and 404 for anything else."""
 
-    def getChild(self, path: bytes, request: Request) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> IResource:
         """No such page."""
         return notFound()
 

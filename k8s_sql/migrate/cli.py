@@ -72,7 +72,7 @@ class _Command(usage.Options):
 
     opt_version = _print_version
 
-    optParameters = [
+    optParameters: list[list[Any]] = [
         ["etcd-cacert", None, None, "CA certificates (PEM) to verify an https:// etcd with [default: the system's]."],
         ["etcd-cert", None, None, "Client certificate (PEM) to present to etcd."],
         ["etcd-key", None, None, "The client certificate's private key (PEM)."],
@@ -97,11 +97,11 @@ class CopyOptions(_Command):
         "Copy every key of SOURCE (an etcd endpoint, http:// or https://, or a database URL) at one "
         "revision, with its leases, into the empty database DATABASE, keeping revisions and versions."
     )
-    optParameters = [
+    optParameters: list[list[Any]] = [
         ["from", None, None, "The etcd endpoint or database URL to copy from."],
         ["to", None, None, "The database URL to copy into; it must hold no keys or leases."],
     ]
-    optFlags = [
+    optFlags: list[list[Any]] = [
         ["force", None, "Replace whatever the target database holds."],
         ["verify", None, "Afterwards, compare the target with the source key by key."],
     ]
@@ -121,11 +121,11 @@ class ExportOptions(_Command):
 
     synopsis = "--from SOURCE --file PATH [--force]"
     longdesc = "Write every key of SOURCE at one revision, with its leases, to a dump file."
-    optParameters = [
+    optParameters: list[list[Any]] = [
         ["from", None, None, "The etcd endpoint or database URL to export."],
         ["file", None, None, "The dump file to write ('-': standard output; gzip-compressed if it ends in .gz)."],
     ]
-    optFlags = [["force", None, "Replace the file if it exists."]]
+    optFlags: list[list[Any]] = [["force", None, "Replace the file if it exists."]]
 
     def postOptions(self) -> None:
         """Check the endpoints."""
@@ -139,11 +139,11 @@ class ImportOptions(_Command):
 
     synopsis = "--file PATH --to DATABASE [--force] [--verify]"
     longdesc = "Load a dump file into the empty database DATABASE, keeping revisions and versions."
-    optParameters = [
+    optParameters: list[list[Any]] = [
         ["file", None, None, "The dump file to read ('-': standard input)."],
         ["to", None, None, "The database URL to import into; it must hold no keys or leases."],
     ]
-    optFlags = [
+    optFlags: list[list[Any]] = [
         ["force", None, "Replace whatever the target database holds."],
         ["verify", None, "Afterwards, compare the database with the file key by key."],
     ]
@@ -161,7 +161,7 @@ class VerifyOptions(_Command):
 
     synopsis = "--from SOURCE --to DATABASE [--revision N]"
     longdesc = "Compare DATABASE with SOURCE at one revision, key by key; exit 1 on any difference."
-    optParameters = [
+    optParameters: list[list[Any]] = [
         ["from", None, None, "The etcd endpoint or database URL holding the expected keys."],
         ["to", None, None, "The database URL to check."],
         ["revision", None, 0, "The source's revision to compare with [default: its current one].", int],
@@ -329,6 +329,7 @@ async def run(reactor: Any, options: Options, stream: TextIO) -> None:
     migration = Migration(reactor, options.subOptions, stream)
     try:
         async with migration.resources:
+            assert options.subCommand is not None  # usage.Options requires one
             await COMMANDS[options.subCommand](migration)
     except (StoreError, GRPCError, DumpError, OSError, ValueError) as error:
         migration.say(f"k8s-sql-migrate {options.subCommand}: {explain(error)}")

@@ -22,7 +22,7 @@ def proto_paths() -> list[str]:
 
 def protoc(*arguments: str) -> None:
     """Run ``protoc`` from grpcio-tools with the source root on the import path."""
-    from grpc_tools import protoc as grpc_protoc
+    from grpc_tools import protoc as grpc_protoc  # type: ignore[import-untyped]
 
     status = grpc_protoc.main(["protoc", f"-I{SOURCE_ROOT}", *arguments, *proto_paths()])
     if status != 0:

@@ -8,6 +8,9 @@ the database transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from k8s_sql.store.errors import (
     DuplicateKey,
     EmptyKey,
@@ -72,7 +75,11 @@ def is_read_only(request: TxnRequest) -> bool:
     return all(isinstance(op, RangeRequest) for op in request.success + request.failure)
 
 
-_CHECKS = {RangeRequest: check_range, PutRequest: check_put, DeleteRangeRequest: check_delete}
+_CHECKS: dict[type, Callable[[Any], None]] = {
+    RangeRequest: check_range,
+    PutRequest: check_put,
+    DeleteRangeRequest: check_delete,
+}
 
 
 def _check_txn_shape(request: TxnRequest, max_ops: int) -> None:

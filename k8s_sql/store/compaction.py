@@ -37,8 +37,8 @@ def compact(executor: Executor, revision: int) -> int:
 
 def step(session: Session, batch: int) -> bool:
     """Delete the rows compaction frees in the next window of revisions; whether more remain."""
-    done = session.one("SELECT value FROM k8s_meta WHERE name = ?" + session.dialect.lock_suffix, PHYSICAL_ROW)[0]
-    target = session.one("SELECT value FROM k8s_meta WHERE name = ?", COMPACT_ROW)[0]
+    done = session.row("SELECT value FROM k8s_meta WHERE name = ?" + session.dialect.lock_suffix, PHYSICAL_ROW)[0]
+    target = session.row("SELECT value FROM k8s_meta WHERE name = ?", COMPACT_ROW)[0]
     if done >= target:
         return False
     upto = min(target, max(done, 0) + batch)

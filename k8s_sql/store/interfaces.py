@@ -197,6 +197,7 @@ class IDialect(Interface):
         "What makes a SELECT lock the rows it reads until commit ('' where writes are serialized anyway)."
     )
     tables_statement = Attribute("A query listing the names of the tables in the store's database or schema.")
+    default_readers = Attribute("The default size of the reader pool (the URL option ``readers``).")
 
     def sql(statement):
         """``statement`` with its ``?`` placeholders in the driver's parameter style (cached)."""

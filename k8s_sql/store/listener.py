@@ -64,7 +64,7 @@ class CommitListener:
         opening, self._opening = self._opening, None
         if opening is None:
             return defer.succeed(None)
-        done = defer.Deferred()
+        done: defer.Deferred[None] = defer.Deferred()
         opening.addBoth(lambda _: done.callback(None))
         return done
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Callable
+from typing import Any
 
 from k8s_sql.store.errors import Compacted, FutureRevision
 from k8s_sql.store.keys import KeyRange
@@ -72,7 +73,7 @@ class Reader:
     def snapshot(cls, session: Session) -> Reader:
         """A reader of the data ``session``'s read-only transaction sees."""
         if session.snapshot is None:
-            session.snapshot = session.one(HEADER)
+            session.snapshot = session.row(HEADER)
         revision, compacted = session.snapshot
         return cls(session, revision, compacted)
 
@@ -159,7 +160,7 @@ class Reader:
         return [current_row(row)[0] for row in self.session.all(statement, *params)]
 
     def _count(self, keys: KeyRange) -> int:
-        return self.session.one(COUNT[keys.shape], *keys.params)[0]
+        return self.session.row(COUNT[keys.shape], *keys.params)[0]
 
     def _history(self, keys: KeyRange, at: int) -> tuple[dict[bytes, KeyValue | None], int]:
         """The keys of the range changed after ``at`` with their versions as of ``at``, and
@@ -177,7 +178,7 @@ def _key(kv: KeyValue) -> bytes:
     return kv.key
 
 
-_SORT_KEYS: dict[SortTarget, Callable[[KeyValue], object]] = {
+_SORT_KEYS: dict[SortTarget, Callable[[KeyValue], Any]] = {
     SortTarget.KEY: _key,
     SortTarget.VERSION: lambda kv: kv.version,
     SortTarget.CREATE: lambda kv: kv.create_revision,
@@ -204,7 +205,7 @@ _FIELDS = {
 }
 
 
-_RELATIONS: dict[CompareResult, Callable[[object, object], bool]] = {
+_RELATIONS: dict[CompareResult, Callable[[Any, Any], bool]] = {
     CompareResult.EQUAL: operator.eq,
     CompareResult.NOT_EQUAL: operator.ne,
     CompareResult.GREATER: operator.gt,

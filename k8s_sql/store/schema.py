@@ -87,7 +87,7 @@ def ensure(session: Session, rng: random.Random) -> int:
                     "that this k8s-sql understands: upgrade k8s-sql"
                 )
             if found == SCHEMA_VERSION:
-                return _meta(session, CLUSTER_ID_ROW)
+                return session.row("SELECT value FROM k8s_meta WHERE name = ?", CLUSTER_ID_ROW)[0]
         for ddl in session.dialect.schema():
             session.run(ddl)
         if _meta(session, CLUSTER_ID_ROW) is None:
@@ -98,7 +98,7 @@ def ensure(session: Session, rng: random.Random) -> int:
         if session.one("SELECT revision FROM k8s_revision WHERE id = 1") is None:
             session.run("INSERT INTO k8s_revision (id, revision) VALUES (1, 1)")
         session.run("INSERT INTO k8s_meta (name, value) VALUES (?, ?)", SCHEMA_VERSION_ROW, SCHEMA_VERSION)
-        return _meta(session, CLUSTER_ID_ROW)
+        return session.row("SELECT value FROM k8s_meta WHERE name = ?", CLUSTER_ID_ROW)[0]
 
 
 def _meta(session: Session, name: str) -> int | None:

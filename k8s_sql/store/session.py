@@ -66,3 +66,11 @@ class Session:
         """Execute a query and return its first row, or ``None``."""
         rows = self.all(statement, *params)
         return rows[0] if rows else None
+
+    def row(self, statement: str, *params: Any) -> tuple:
+        """Execute a query that always has a row (an aggregate, the counter row) and return it;
+        ``LookupError`` if it has none."""
+        row = self.one(statement, *params)
+        if row is None:
+            raise LookupError(f"no row for {statement!r}")
+        return row

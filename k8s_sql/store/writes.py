@@ -105,7 +105,7 @@ class Executor:
     @classmethod
     def locked(cls, session: Session) -> Executor:
         """An executor for a write transaction, taking the revision counter's lock."""
-        revision, compacted = session.one(HEADER + session.dialect.lock_suffix)
+        revision, compacted = session.row(HEADER + session.dialect.lock_suffix)
         return cls(session, revision, compacted)
 
     @classmethod

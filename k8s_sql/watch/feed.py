@@ -186,7 +186,7 @@ class Feed:
         if reason.check(CancelledError) or self._stopped:
             return
         self._stopped = True
-        if reason.check(Compacted):
+        if isinstance(reason.value, Compacted):
             self._consumer.compacted(reason.value.compact_revision)
         else:
             self._consumer.failed(reason)

@@ -36,7 +36,7 @@ class SharedReads:
     def __init__(self, log: IChangeLog, hub: IWatchHub) -> None:
         self._log = log
         self._hub = hub
-        self._pending: dict[tuple[int, int, int], list[Deferred[Sequence[Event]]]] = {}
+        self._pending: dict[tuple[int, int, bool, int], list[Deferred[Sequence[Event]]]] = {}
 
     def current_revision(self) -> Deferred[int]:
         """The log's newest committed revision."""

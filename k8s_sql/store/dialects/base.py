@@ -13,6 +13,8 @@ from zope.interface import implementer
 
 from k8s_sql.store import schema
 from k8s_sql.store.interfaces import IDialect
+from k8s_sql.store.model import DatabaseSize
+from k8s_sql.store.session import Session
 from k8s_sql.store.url import DatabaseURL
 
 
@@ -112,6 +114,14 @@ class Dialect:
 
     def fault(self, error: BaseException) -> Fault | None:
         """Classify a driver exception."""
+        raise NotImplementedError
+
+    def database_size(self, session: Session) -> DatabaseSize:
+        """The size of the store's tables, as this database measures it."""
+        raise NotImplementedError
+
+    def defragment(self, connection: Any) -> None:
+        """Reclaim the space of deleted rows, this database's way."""
         raise NotImplementedError
 
     def announce(self, cursor: Any, channel: str, revision: int) -> None:

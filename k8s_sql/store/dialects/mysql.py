@@ -94,7 +94,7 @@ class Dialect(BaseDialect):
 
         The figures are InnoDB's estimates, refreshed as it recomputes table statistics.
         """
-        used, free = session.one(
+        used, free = session.row(
             "SELECT COALESCE(SUM(data_length + index_length), 0), COALESCE(SUM(data_free), 0)"
             " FROM information_schema.tables WHERE table_schema = DATABASE()"
             f" AND table_name IN ({', '.join('?' * len(TABLES))})",

@@ -67,9 +67,9 @@ class Dialect(BaseDialect):
 
     def database_size(self, session: Session) -> DatabaseSize:
         """The database file's pages, and those not on its free list."""
-        page_size = session.one("PRAGMA page_size")[0]
-        pages = session.one("PRAGMA page_count")[0]
-        free = session.one("PRAGMA freelist_count")[0]
+        page_size = session.row("PRAGMA page_size")[0]
+        pages = session.row("PRAGMA page_count")[0]
+        free = session.row("PRAGMA freelist_count")[0]
         return DatabaseSize(pages * page_size, (pages - free) * page_size)
 
     def defragment(self, connection: sqlite3.Connection) -> None:
