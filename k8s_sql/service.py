@@ -14,10 +14,11 @@ the reverse order (``k8s_sql.staged``)::
       follower             Follower: tails the revision log into the watch hub
       housekeeping         lease-sweeper (LeaseSweeper), compactor (AutoCompactor, if on)
       etcd                 EtcdAPI: registers the etcd services on the gRPC method table
-      grpc                 GRPCServer: one child per --listen endpoint; drains on stop
+      client               GRPCServer serving ClientPort (gRPC and the JSON gateway): one child per
+                           --listen endpoint; drains both on stop
       metrics              one child per --metrics-listen endpoint
 
-Embedding code finds a stage by name (``server.getServiceNamed("grpc")``).  Constructing
+Embedding code finds a stage by name (``server.getServiceNamed("client")``).  Constructing
 the service checks the configuration (``ConfigurationError``) and touches neither the
 network nor the database.  See ``docs/embedding.md`` and ``docs/architecture.md``.
 """
@@ -44,6 +45,8 @@ from k8s_sql.etcd.lease import LeaseService
 from k8s_sql.etcd.maintenance import MaintenanceService
 from k8s_sql.etcd.services import register
 from k8s_sql.etcd.watch import WatchService
+from k8s_sql.gateway.port import ClientPort
+from k8s_sql.gateway.site import Gateway, client_site
 from k8s_sql.grpc.health import HealthService
 from k8s_sql.grpc.protocol import GRPCServerFactory, KiB
 from k8s_sql.grpc.registry import MethodRegistry
@@ -53,7 +56,7 @@ from k8s_sql.housekeeping.sweeper import LeaseSweeper
 from k8s_sql.metrics.calls import InstrumentedRegistry
 from k8s_sql.metrics.collectors import ServerMetrics
 from k8s_sql.metrics.health import DatabaseHealth
-from k8s_sql.metrics.web import metrics_site
+from k8s_sql.metrics.web import metrics_pages, metrics_site
 from k8s_sql.slowsql import SlowTransactionLog
 from k8s_sql.staged import ListeningService, Readiness, StagedService
 from k8s_sql.store.interfaces import IStore
@@ -193,10 +196,20 @@ class K8sSQLService(StagedService):
             keepalive_interval=config.grpc_keepalive_interval,
             keepalive_timeout=config.grpc_keepalive_timeout,
         )
-        self._grpc = GRPCServer(self.factory, self.plan.grpc, config.shutdown_grace)
-        self._stage("grpc", self._grpc)
+        database_health = DatabaseHealth(store, reactor)
+        gateway = Gateway(
+            counted,
+            reactor,
+            max_receive_message_length=config.max_request_bytes + GRPC_OVERHEAD_BYTES,
+            call_observer=counted.observe,
+        )
+        pages = metrics_pages(metrics, store, reactor, database_health)
+        #: What each etcd API port serves: gRPC, and etcd's JSON gateway over HTTP/1.1.
+        self.client_port = ClientPort(self.factory, gateway, client_site(gateway, pages, config.emulated_etcd_version))
+        self._client = GRPCServer(self.client_port, self.plan.grpc, config.shutdown_grace)
+        self._stage("client", self._client)
 
-        site = metrics_site(metrics, store, reactor, DatabaseHealth(store, reactor))
+        site = metrics_site(metrics, store, reactor, database_health)
         self._metrics = StagedService()
         for description, endpoint in self.plan.metrics:
             listening = ListeningService(description, endpoint, site)
@@ -212,7 +225,7 @@ class K8sSQLService(StagedService):
     @property
     def ports(self) -> list[IListeningPort]:
         """The ports serving the etcd API, once started."""
-        return self._grpc.ports
+        return self._client.ports
 
     @property
     def metrics_ports(self) -> list[IListeningPort]:
@@ -229,9 +242,9 @@ class K8sSQLService(StagedService):
         return self._ready.wait().addCallback(lambda _: self.ports)
 
     def _serving(self, _: object) -> None:
-        for child in list(self._grpc) + list(self._metrics):
+        for child in list(self._client) + list(self._metrics):
             if isinstance(child, ListeningService) and child.port is not None:
-                what = "the etcd API" if child.parent is self._grpc else "metrics and health checks"
+                what = "the etcd API" if child.parent is self._client else "metrics and health checks"
                 self.log.info(
                     "k8s-sql serving {what} on {address} ({endpoint})",
                     what=what,
@@ -256,7 +269,7 @@ class K8sSQLService(StagedService):
         if self.config.advertise_client_urls:
             return list(self.config.advertise_client_urls)
         urls = []
-        for child in self._grpc:
+        for child in self._client:
             if not isinstance(child, ListeningService) or child.port is None:
                 continue
             tls = self.plan.tls(child.description, self.config)

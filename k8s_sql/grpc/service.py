@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 
-from k8s_sql.grpc.protocol import GRPCServerFactory
 from k8s_sql.staged import ListeningService, StagedService
 
 
@@ -19,11 +19,13 @@ class GRPCServer(StagedService):
     seconds (see :meth:`GRPCServerFactory.shutdown`).  In a staged server it stops before
     the store its handlers use.
 
+    @param factory: an ``IProtocolFactory`` with ``shutdown(grace)``, as
+        ``GRPCServerFactory`` has: that factory, or one serving it among other protocols.
     @param endpoints: ``(description, endpoint)`` pairs.
     """
 
     def __init__(
-        self, factory: GRPCServerFactory, endpoints: Sequence[tuple[str, IStreamServerEndpoint]], grace: float = 5.0
+        self, factory: Any, endpoints: Sequence[tuple[str, IStreamServerEndpoint]], grace: float = 5.0
     ) -> None:
         super().__init__()
         self.factory = factory

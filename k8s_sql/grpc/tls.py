@@ -3,6 +3,10 @@
 gRPC clients refuse a TLS connection that does not select "h2" by ALPN, which
 Twisted's ``ssl:`` endpoint cannot do; here TLS is layered over any endpoint instead
 (``tcp:``, ``unix:``, systemd's ``systemd:`` ...) with ``TLSMemoryBIOFactory``.
+
+ALPN also offers "http/1.1", for etcd's JSON gateway on the same port
+(``k8s_sql.gateway``), and prefers it: gRPC clients offer only "h2" (and grpc-exp),
+while HTTP clients such as curl offer both and speak the gateway over HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from twisted.plugin import IPlugin
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-ALPN_PROTOCOLS = (b"h2",)
+#: In order of preference (see the module docstring).
+ALPN_PROTOCOLS = (b"http/1.1", b"h2")
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
@@ -46,7 +51,8 @@ def server_options(
     ``cert_file`` holds the server certificate, optionally followed by its intermediate
     chain; ``key_file`` its private key.  With ``trusted_ca_file``, client certificates
     are verified against those CAs when presented; ``client_cert_auth`` (etcd's
-    ``--client-cert-auth``) also requires one.  ALPN offers "h2"; TLS 1.2 is the minimum.
+    ``--client-cert-auth``) also requires one.  ALPN offers "http/1.1" and "h2"; TLS 1.2
+    is the minimum.
     """
     if client_cert_auth and trusted_ca_file is None:
         raise TLSConfigurationError("client certificate authentication needs a trusted CA file")

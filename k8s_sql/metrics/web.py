@@ -1,4 +1,4 @@
-"""The HTTP site of ``--metrics-listen``.
+"""The HTTP site of ``--metrics-listen``; its pages are served on the client port too (``k8s_sql.gateway``).
 
 * ``/metrics``: Prometheus text (or OpenMetrics, as the scraper's ``Accept`` asks), the
   database's values sampled first;
@@ -126,11 +126,21 @@ class MetricsSite(Site):
         """Scrapes and probes come every few seconds: keep them out of the log."""
 
 
+def metrics_pages(
+    metrics: ServerMetrics, store: IStore, clock: IReactorTime, health: DatabaseHealth
+) -> dict[bytes, Resource]:
+    """``/metrics``, ``/health``, ``/readyz`` and ``/livez``, by name."""
+    return {
+        b"metrics": MetricsPage(metrics, store, clock),
+        b"health": HealthPage(health),
+        b"readyz": ProbePage(health.check),
+        b"livez": ProbePage(),
+    }
+
+
 def metrics_site(metrics: ServerMetrics, store: IStore, clock: IReactorTime, health: DatabaseHealth) -> Site:
     """The site serving ``/metrics``, ``/health``, ``/readyz`` and ``/livez``."""
     root = _Root()
-    root.putChild(b"metrics", MetricsPage(metrics, store, clock))
-    root.putChild(b"health", HealthPage(health))
-    root.putChild(b"readyz", ProbePage(health.check))
-    root.putChild(b"livez", ProbePage())
+    for name, page in metrics_pages(metrics, store, clock, health).items():
+        root.putChild(name, page)
     return MetricsSite(root)
