@@ -25,7 +25,8 @@ class ClientRequest(Request):
     """
 
     def __init__(self, *args: Any, max_body: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        # Bodies are JSON, whatever their content type says (curl -d says a form).
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
         self.max_body = max_body
         #: Bytes of body received.
         self.body_size = 0

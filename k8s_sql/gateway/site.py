@@ -197,8 +197,8 @@ class ClientRoot(Resource):
 class ClientSite(MetricsSite):
     """The client port's HTTP/1.1 site; its requests are not access-logged, as gRPC calls are not."""
 
-    def __init__(self, root: Resource, max_body: int) -> None:
-        super().__init__(root)
+    def __init__(self, root: Resource, max_body: int, reactor: IReactorTime) -> None:
+        super().__init__(root, reactor=reactor)
         self.requestFactory = partial(ClientRequest, max_body=max_body)  # type: ignore[assignment]
 
 
@@ -210,4 +210,5 @@ def client_site(gateway: Gateway, pages: dict[bytes, Resource], version: str) ->
     return ClientSite(
         ClientRoot(GatewayResource(gateway), {**pages, b"version": VersionPage(version)}),
         gateway.max_body_bytes,
+        gateway.clock,
     )

@@ -23,9 +23,10 @@ from k8s_sql.grpc.tls import (
 from tests.grpc.support import Certificates
 
 
-def test_options_negotiate_h2(certificates: Certificates) -> None:
+def test_options_negotiate_http1_before_h2(certificates: Certificates) -> None:
+    # gRPC clients offer only h2; HTTP clients offering both get the gateway over HTTP/1.1.
     options = server_options(certificates.path("server.pem"), certificates.path("server.key"))
-    assert options._acceptableProtocols == [b"h2"]
+    assert options._acceptableProtocols == [b"http/1.1", b"h2"]
     assert not options.verify
 
 
