@@ -90,7 +90,9 @@ class HealthPage(_Answer):
     async def answer(self, request: Request) -> tuple[int, bytes, bytes]:
         """200 and ``"health":"true"``, or 503 and the reason."""
         reason = await self.health.check()
-        body = json.dumps({"health": "false" if reason else "true", "reason": reason or ""}).encode()
+        body = json.dumps(
+            {"health": "false" if reason else "true", "reason": reason or ""}, separators=(",", ":")
+        ).encode()
         return 503 if reason else 200, b"application/json", body
 
 
