@@ -251,6 +251,10 @@ class GatewayCall:
     def _handler_failed(self, failure: Failure) -> None:
         self._handler = None
         error = failure.value
+        assert error is not None
+        translate = self._method.translate_error if self._method is not None else None
+        if translate is not None and not isinstance(error, (CancelledError, GRPCError)):
+            error = translate(error) or error
         if self._state is not _OPEN:
             if not isinstance(error, (CancelledError, GRPCError)):
                 self.log.failure(

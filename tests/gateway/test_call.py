@@ -300,3 +300,20 @@ def test_shutdown_lets_calls_finish_then_ends_them_unavailable(client: Client, h
     assert stopped.called
     response = client.response()
     assert response.status == 503 and response.json()["message"] == "the server is shutting down"
+
+
+def test_failures_are_translated_as_the_method_registered_them() -> None:
+    class Missing(Exception):
+        pass
+
+    async def missing(request: Any, call: Any) -> Any:
+        raise Missing()
+
+    class KV:
+        range = put = delete_range = txn = compact = staticmethod(missing)
+
+    registry = MethodRegistry()
+    registry.add_service(rpc_pb2.DESCRIPTOR.services_by_name["KV"], KV(),
+                         lambda error: GRPCError(StatusCode.NOT_FOUND, "translated") if isinstance(error, Missing) else None)
+    response = Client(registry).post("/v3/kv/range", {"key": "YQ=="})
+    assert response.status == 404 and response.json()["message"] == "translated"
