@@ -4,6 +4,7 @@ registered handlers (doubles here) answer /v3/ paths as etcd's gateway answers t
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -187,7 +188,6 @@ def test_a_watch_streams_one_result_per_chunk_and_ends_when_the_client_goes(clie
     client.send("POST", "/v3/watch", body)
     chunks = partial_chunks(client.transport.value())
     assert [chunk.endswith(b"}\n") for chunk in chunks] == [True, True]
-    import json
     results = [json.loads(chunk) for chunk in chunks]
     assert [r["result"]["watch_id"] for r in results] == ["1", "2"]
     assert results[0] == {"result": {"header": JSON_HEADER, "watch_id": "1", "created": True}}

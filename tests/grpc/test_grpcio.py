@@ -144,12 +144,16 @@ def test_h2tls_endpoint_description(certificates: Certificates) -> None:
         stop_cleanly(server)
 
 
-def test_tls_negotiates_h2_by_alpn(tls_server: ServerProcess, certificates: Certificates) -> None:
+@pytest.mark.parametrize(("offered", "selected"), [(["h2"], "h2"), (["grpc-exp", "h2"], "h2"),
+                                                   (["h2", "http/1.1"], "http/1.1")])
+def test_tls_negotiates_h2_by_alpn(tls_server: ServerProcess, certificates: Certificates, offered: list[str],
+                                   selected: str) -> None:
+    # gRPC clients offer h2 alone; a client offering HTTP/1.1 too is given it (the JSON gateway).
     context = ssl.create_default_context(cafile=certificates.path("ca.pem"))
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(offered)
     with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.selected_alpn_protocol() == "h2"
+            assert tls.selected_alpn_protocol() == selected
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
