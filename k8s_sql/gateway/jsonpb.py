@@ -145,9 +145,11 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
                 raise DecodeError(f"json: {_where(field)}: illegal base64 data {_short(value)}") from None
     elif kind == FieldDescriptor.TYPE_ENUM:
         if isinstance(value, str):
-            known = field.enum_type.values_by_name.get(value)
+            enum = field.enum_type
+            assert enum is not None  # an enum field's descriptor names its enum
+            known = enum.values_by_name.get(value)
             if known is None:
-                raise DecodeError(f"json: unknown value {_short(value)} for enum {field.enum_type.full_name}")
+                raise DecodeError(f"json: unknown value {_short(value)} for enum {enum.full_name}")
             return known.number
         return _integer(field, value)
     elif kind in _RANGES:
@@ -167,7 +169,8 @@ def _integer(field: FieldDescriptor, value: Any) -> int:
 
 
 def _where(field: FieldDescriptor) -> str:
-    return f"field {field.name} of {field.containing_type.full_name}"
+    message = field.containing_type
+    return f"field {field.name} of {message.full_name if message is not None else '?'}"
 
 
 def _kind(value: Any) -> str:

@@ -28,7 +28,7 @@ from k8s_sql.gateway.call import JSON, GatewayCall
 from k8s_sql.gateway.jsonpb import dumps
 from k8s_sql.gateway.request import ClientRequest
 from k8s_sql.gateway.routes import routes
-from k8s_sql.grpc.interfaces import IMethodRegistry
+from k8s_sql.grpc.interfaces import IMethodLookup
 from k8s_sql.grpc.status import StatusCode
 from k8s_sql.metrics.web import MetricsSite
 
@@ -55,7 +55,7 @@ class Gateway:
 
     def __init__(
         self,
-        registry: IMethodRegistry,
+        registry: IMethodLookup,
         clock: IReactorTime,
         *,
         max_receive_message_length: int,

@@ -264,8 +264,8 @@ def test_the_server_is_a_tree_of_named_stages_in_start_order() -> None:
     server = K8sSQLService(
         ServerConfig(auto_compaction_retention="1h", metrics_listen=["tcp:0:interface=127.0.0.1"]), MemoryReactor()
     )
-    assert [child.name for child in server] == ["store", "follower", "housekeeping", "etcd", "grpc", "metrics"]
+    assert [child.name for child in server] == ["store", "follower", "housekeeping", "etcd", "client", "metrics"]
     assert [child.name for child in server.getServiceNamed("housekeeping")] == ["lease-sweeper", "compactor"]
-    assert [child.name for child in server.getServiceNamed("grpc")] == ["tcp:2379:interface=127.0.0.1"]
+    assert [child.name for child in server.getServiceNamed("client")] == ["tcp:2379:interface=127.0.0.1"]
     assert [child.name for child in server.getServiceNamed("metrics")] == ["tcp:0:interface=127.0.0.1"]
     assert not server.running and server.ports == []
