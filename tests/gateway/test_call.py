@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 
 from k8s_sql.gateway.call import GatewayCall
 from k8s_sql.grpc.interfaces import IServerCall
-from k8s_sql.grpc.registry import MethodRegistry
+from k8s_sql.grpc.registry import CallKind, MethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import kv_pb2, rpc_pb2
 
@@ -41,14 +41,14 @@ class Handlers:
         self.gate: Deferred[None] = Deferred()
         self.registry = MethodRegistry()
         r = self.registry
-        r.unary("/etcdserverpb.KV/Range", self.range, rpc_pb2.RangeRequest.FromString, serialize)
-        r.unary("/etcdserverpb.KV/Put", self.wait, rpc_pb2.PutRequest.FromString, serialize)
-        r.unary("/etcdserverpb.KV/DeleteRange", self.fail, rpc_pb2.DeleteRangeRequest.FromString, serialize)
-        r.unary("/etcdserverpb.KV/Compact", self.crash, rpc_pb2.CompactionRequest.FromString, serialize)
-        r.bidi("/etcdserverpb.Watch/Watch", self.watch, rpc_pb2.WatchRequest.FromString, serialize)
-        r.bidi("/etcdserverpb.Lease/LeaseKeepAlive", self.keep_alive, rpc_pb2.LeaseKeepAliveRequest.FromString,
+        r.add("/etcdserverpb.KV/Range", CallKind.UNARY, self.range, rpc_pb2.RangeRequest.FromString, serialize)
+        r.add("/etcdserverpb.KV/Put", CallKind.UNARY, self.wait, rpc_pb2.PutRequest.FromString, serialize)
+        r.add("/etcdserverpb.KV/DeleteRange", CallKind.UNARY, self.fail, rpc_pb2.DeleteRangeRequest.FromString, serialize)
+        r.add("/etcdserverpb.KV/Compact", CallKind.UNARY, self.crash, rpc_pb2.CompactionRequest.FromString, serialize)
+        r.add("/etcdserverpb.Watch/Watch", CallKind.BIDI, self.watch, rpc_pb2.WatchRequest.FromString, serialize)
+        r.add("/etcdserverpb.Lease/LeaseKeepAlive", CallKind.BIDI, self.keep_alive, rpc_pb2.LeaseKeepAliveRequest.FromString,
                serialize)
-        r.server_stream("/etcdserverpb.Maintenance/Snapshot", self.snapshot, rpc_pb2.SnapshotRequest.FromString,
+        r.add("/etcdserverpb.Maintenance/Snapshot", CallKind.SERVER_STREAM, self.snapshot, rpc_pb2.SnapshotRequest.FromString,
                         serialize)
 
     async def range(self, request: rpc_pb2.RangeRequest, call: Any) -> bytes:
