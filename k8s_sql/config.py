@@ -78,8 +78,9 @@ class ServerConfig:
         factory=lambda: [DEFAULT_LISTEN],
         repeat=True,
         help="Serve the etcd API on this Twisted endpoint description; repeatable.",
-        doc="Serve the etcd API on this endpoint description. Repeatable: every one serves the same API. "
-        "Listen on `tcp:2379:interface=0.0.0.0` to take connections from other hosts.",
+        doc="Serve the etcd API on this endpoint description: gRPC, and etcd's JSON gateway, `/version` and the "
+        "health and metrics pages over HTTP/1.1 ([gateway](gateway.md)). Repeatable: every one serves the same "
+        "API. Listen on `tcp:2379:interface=0.0.0.0` to take connections from other hosts.",
     )
     endpoint: str = option(
         DEFAULT_ENDPOINT,
@@ -102,7 +103,7 @@ class ServerConfig:
         help="TLS on every --listen endpoint: the server certificate (PEM, intermediates after it), "
         "as etcd's --cert-file.",
         doc="TLS on every `--listen` endpoint: the server certificate, PEM, intermediate certificates after it "
-        "(etcd's `--cert-file`). ALPN offers `h2`; TLS 1.2 is the minimum.",
+        "(etcd's `--cert-file`). ALPN offers `http/1.1` (the gateway) and `h2` (gRPC); TLS 1.2 is the minimum.",
     )
     key_file: str | None = option(
         None,
