@@ -84,7 +84,7 @@ class IChangeLog(Interface):
 
 
 class IMaintenanceStore(Interface):
-    """What etcd's Maintenance service asks of the database: hashes, size, reclaim, alarms.
+    """What etcd's Maintenance service asks of the database: hashes, snapshots, size, reclaim, alarms.
 
     The part of ``IStore`` the Maintenance service uses.  Alarms are rows of the database,
     so every server sharing it reports the same ones.
@@ -97,6 +97,17 @@ class IMaintenanceStore(Interface):
         ``revision``, so equal histories hash equal, on any server and in etcd.  Fails with
         ``Compacted`` below the last compaction and ``FutureRevision`` above the current
         revision.
+        """
+
+    def snapshot(write):
+        """Run ``write(history)`` on a pool thread; fires with what it returns.
+
+        ``history`` is a ``k8s_sql.store.history.History``: the current revision, the
+        compaction revision, etcd's ``key`` bucket (every revision kept, as ``hash_kv``
+        reads them), the leases and the alarms, all from one read-only transaction, open
+        while ``write`` runs.  ``write`` may block (it writes etcd's snapshot file) and
+        may be run again from the start if the database asks for a retry.  The
+        transaction is shared with no other read, so a long ``write`` holds up none.
         """
 
     def database_size():

@@ -92,6 +92,11 @@ class Database:
         the call; reads waiting at the same time may share it."""
         return await self._observed(False, function, args, self._reads.read(function, args))
 
+    async def read_alone(self, function: Callable[..., T], *args: Any) -> T:
+        """As ``read``, in a transaction of its own: for a long read (a snapshot of the whole
+        store) that would hold up the reads sharing its transaction."""
+        return await self._observed(False, function, args, self._reads.read(function, args, alone=True))
+
     async def maintain(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(connection, *args)`` on a connection of its own, outside any transaction.
 

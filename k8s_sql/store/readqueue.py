@@ -6,7 +6,9 @@ the same turn of the reactor, gain nothing from a transaction each: any snapshot
 after they were all called answers each of them as a transaction of its own would, so
 they stay linearizable.  A ``ReadQueue`` holds such reads until the next reactor turn
 or until a reader is free, then hands them over in groups, one transaction per group,
-which saves a thread hop, a snapshot and a commit per read.
+which saves a thread hop, a snapshot and a commit per read.  A read queued ``alone`` (a
+long one, such as a snapshot of the whole store) gets a group of its own, so that it holds
+up no other read.
 """
 
 from __future__ import annotations
@@ -43,14 +45,15 @@ class ReadQueue:
         self._slots = slots
         self._run_group = run_group
         self._most = most
-        self._waiting: list[Pending[Read]] = []
+        self._waiting: list[Pending[tuple[Read, bool]]] = []
         self._running = 0
         self._call: IDelayedCall | None = None
 
-    def read(self, function: Callable[..., Any], args: tuple) -> defer.Deferred[Any]:
-        """Queue ``function(session, *args)``; fires with its result.  Cancelling the
-        Deferred takes the read out of the queue if its group has not started yet."""
-        waiting = Pending((function, args), self._cancel)
+    def read(self, function: Callable[..., Any], args: tuple, alone: bool = False) -> defer.Deferred[Any]:
+        """Queue ``function(session, *args)``, in a group of its own if ``alone``; fires with
+        its result.  Cancelling the Deferred takes the read out of the queue if its group
+        has not started yet."""
+        waiting: Pending[tuple[Read, bool]] = Pending(((function, args), alone), self._cancel)
         self._waiting.append(waiting)
         if self._call is None and self._running < self._slots:
             self._call = self._reactor.callLater(0, self._dispatch)
@@ -72,11 +75,14 @@ class ReadQueue:
         while self._waiting and self._running < self._slots:
             share = -(-len(self._waiting) // (self._slots - self._running))
             group = self._waiting[: min(share, self._most)]
+            alone = next((index for index, waiting in enumerate(group) if waiting.work[1]), None)
+            if alone is not None:
+                group = group[: alone or 1]
             del self._waiting[: len(group)]
             self._running += 1
-            self._run_group([waiting.work for waiting in group]).addBoth(self._answer, group)
+            self._run_group([waiting.work[0] for waiting in group]).addBoth(self._answer, group)
 
-    def _answer(self, outcomes: list[Any] | Failure, group: list[Pending[Read]]) -> None:
+    def _answer(self, outcomes: list[Any] | Failure, group: list[Pending[tuple[Read, bool]]]) -> None:
         self._running -= 1
         if isinstance(outcomes, Failure):
             outcomes = [outcomes] * len(group)

@@ -15,6 +15,7 @@ from zope.interface import implementer
 from k8s_sql.store import alarms, bulk, compaction, feed, hashing, leases, schema
 from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS, check_delete, check_put, check_range, check_txn, is_read_only
 from k8s_sql.store.errors import LeaseTTLTooLarge, RequestTooLarge
+from k8s_sql.store.history import History
 from k8s_sql.store.interfaces import IBulkLoad, IStore
 from k8s_sql.store.model import (
     Alarm,
@@ -63,6 +64,10 @@ def open_store(url: str, reactor: Any, **options: Any) -> defer.Deferred[SQLStor
 def _range(session: Session, request: RangeRequest) -> RangeResponse:
     reader = Reader.snapshot(session)
     return reader.range(request, reader.revision)
+
+
+def _snapshot(session: Session, write: Callable[[History], T]) -> T:
+    return write(History.read(session))
 
 
 def _database_size(session: Session) -> DatabaseSize:
@@ -255,6 +260,11 @@ class SQLStore:
     async def hash_kv(self, revision: int) -> KVHash:
         """etcd's HashKV of the key space at ``revision`` (see ``k8s_sql.store.hashing``)."""
         return await self.database.read(hashing.hash_kv, revision)
+
+    @_deferred
+    async def snapshot(self, write: Callable[[History], T]) -> T:
+        """Run ``write`` on the ``History`` of one read transaction of its own (see ``IMaintenanceStore``)."""
+        return await self.database.read_alone(_snapshot, write)
 
     @_deferred
     async def database_size(self) -> DatabaseSize:

@@ -1,8 +1,9 @@
-"""The store's maintenance part on every backend: HashKV, database size, defragment, alarms."""
+"""The store's maintenance part on every backend: HashKV, snapshots, database size, defragment, alarms."""
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable
 
 import crc32c
@@ -10,13 +11,15 @@ import pytest
 from zope.interface.verify import verifyObject
 
 from k8s_sql.proto import kv_pb2
-from k8s_sql.store import compaction, hashing
+from k8s_sql.store import compaction, hashing, history
 from k8s_sql.store.errors import Compacted, FutureRevision
 from k8s_sql.store.interfaces import IMaintenanceStore
+from k8s_sql.store.history import History, bucket_entry
 from k8s_sql.store.model import (
     Alarm,
     AlarmType,
     DeleteRangeRequest,
+    Lease,
     PutRequest,
     RangeRequest,
     TxnRequest,
@@ -109,8 +112,49 @@ def test_hash_kv_reads_in_batches(run: Callable[..., Any], store: Any, monkeypat
         run(store.put, PutRequest(b"k%d" % number, b"v"))
     run(store.compact, 4, True)
     whole = run(store.hash_kv, 0)
-    monkeypatch.setattr(hashing, "BATCH", 2)
+    monkeypatch.setattr(history, "BATCH", 2)
     assert run(store.hash_kv, 0) == whole
+
+
+def _everything(history: History) -> tuple[Any, ...]:
+    return (history.revision, history.compacted, list(history.key_bucket()), list(history.leases()), history.alarms())
+
+
+def test_a_snapshot_holds_the_revisions_etcd_keeps_the_leases_and_the_alarms(
+    run: Callable[..., Any], store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(store.put, PutRequest(b"k", b"1"))  # 2
+    run(store.put, PutRequest(b"gone", b"1"))  # 3
+    run(store.delete_range, DeleteRangeRequest(b"gone"))  # 4
+    run(store.compact, 4, False)
+    run(store.put, PutRequest(b"k", b"2"))  # 5: k at 2 stays, as etcd's compaction at 4 kept it
+    for lease in range(1, 6):
+        run(store.lease_grant, lease, 10 * lease, 1000.0)
+    run(store.activate_alarm, 9, AlarmType.NOSPACE)
+    monkeypatch.setattr(history, "BATCH", 2)
+    revision, compacted, key_bucket, leases, alarms = run(store.snapshot, _everything)
+    assert (revision, compacted) == (5, 4)
+    assert key_bucket == [
+        bucket_entry(2, 0, b"k", 2, 1, 0, b"1", 0),
+        bucket_entry(5, 0, b"k", 2, 2, 0, b"2", 0),
+    ]
+    assert leases == [Lease(n, 10 * n, 1000.0 + 10 * n) for n in range(1, 6)]
+    assert alarms == [Alarm(9, AlarmType.NOSPACE)]
+
+
+def test_a_snapshot_is_one_consistent_read(run: Callable[..., Any], store: Any, reactor: Any) -> None:
+    run(store.put, PutRequest(b"k", b"1"))
+    committed = threading.Event()
+
+    def write_during_the_read(history: History) -> tuple[int, list[Any]]:
+        first = list(history.key_bucket())
+        reactor.callFromThread(lambda: store.put(PutRequest(b"k", b"2")).addCallback(lambda _: committed.set()))
+        assert committed.wait(10)  # the put commits while this read transaction is open
+        return history.revision, first + list(history.key_bucket())
+
+    revision, rows = run(store.snapshot, write_during_the_read)
+    assert revision == 2 and rows == [bucket_entry(2, 0, b"k", 2, 1, 0, b"1", 0)] * 2
+    assert run(store.current_revision) == 3
 
 
 def test_two_stores_on_one_database_hash_alike(run: Callable[..., Any], opener: Callable[..., Any]) -> None:

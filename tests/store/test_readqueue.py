@@ -94,6 +94,19 @@ def test_a_group_carries_at_most_most_reads(clock: Clock, groups: Groups) -> Non
     assert groups.sizes() == [4, 4, 2]
 
 
+def test_a_read_alone_gets_a_group_of_its_own(clock: Clock, groups: Groups) -> None:
+    queue = ReadQueue(clock, 2, groups)
+    answers = results([read(queue, 0), queue.read(lambda session, v: v, ("alone",), alone=True)])
+    later = results([read(queue, n) for n in (3, 4)])
+    clock.advance(0)
+    assert [[args for _, args in group] for group, _ in groups.started] == [[(0,)], [("alone",)]]
+    groups.finish(0)
+    assert [args for _, args in groups.started[2][0]] == [(3,), (4,)]
+    groups.finish(2)
+    groups.finish(1)
+    assert (answers, later) == ([0, "alone"], [3, 4])
+
+
 def test_each_read_gets_its_own_outcome(clock: Clock, groups: Groups) -> None:
     queue = ReadQueue(clock, 1, groups)
     answers = results([read(queue, n) for n in range(2)])
