@@ -33,6 +33,11 @@ def kv_message(kv: model.KeyValue) -> kv_pb2.KeyValue:
     return kv_pb2.KeyValue(**_fields(kv, _KV_FIELDS))
 
 
+def kv_of(message: kv_pb2.KeyValue) -> model.KeyValue:
+    """The stored key version an ``mvccpb.KeyValue`` (an etcd answer, a dump or snapshot record) holds."""
+    return model.KeyValue(**_fields(message, _KV_FIELDS))
+
+
 # --- requests -------------------------------------------------------------------------
 
 

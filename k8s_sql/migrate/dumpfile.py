@@ -20,13 +20,13 @@ from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from k8s_sql import __version__
+from k8s_sql.etcd.convert import kv_of
 from k8s_sql.migrate.dumpformat import (
     MAGIC,
     DumpError,
     RecordReader,
     frame,
     header_record,
-    kv_of,
     kv_record,
     lease_of,
     lease_record,

@@ -14,7 +14,7 @@ import zlib
 
 from k8s_sql.etcd.convert import kv_message
 from k8s_sql.migrate.snapshot import SnapshotHeader
-from k8s_sql.proto import dump_pb2, kv_pb2
+from k8s_sql.proto import dump_pb2
 from k8s_sql.proto.wire import varint
 from k8s_sql.store.model import KeyValue, LeaseTimeToLive
 
@@ -71,11 +71,6 @@ def snapshot_header(record: dump_pb2.Header) -> SnapshotHeader:
 def lease_of(record: dump_pb2.Lease) -> LeaseTimeToLive:
     """The lease a record holds."""
     return LeaseTimeToLive(record.id, record.ttl, record.granted_ttl)
-
-
-def kv_of(record: kv_pb2.KeyValue) -> KeyValue:
-    """The key an ``mvccpb.KeyValue`` (of a dump record or an etcd answer) holds."""
-    return KeyValue(record.key, record.create_revision, record.mod_revision, record.version, record.value, record.lease)
 
 
 class RecordReader:

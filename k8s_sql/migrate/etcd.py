@@ -18,9 +18,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
+from k8s_sql.etcd.convert import kv_of
 from k8s_sql.grpc.interfaces import IUnaryChannel
 from k8s_sql.grpc.status import GRPCError, StatusCode
-from k8s_sql.migrate.dumpformat import kv_of
 from k8s_sql.migrate.interfaces import ISnapshotSource
 from k8s_sql.migrate.snapshot import Batch, Pager, SnapshotHeader, next_key
 from k8s_sql.proto import rpc_pb2

@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SOURCE_ROOT = PACKAGE_DIR.parent.parent
-PROTO_FILES = ("kv.proto", "auth.proto", "rpc.proto", "health.proto", "dump.proto")
+PROTO_FILES = ("kv.proto", "auth.proto", "rpc.proto", "health.proto", "dump.proto", "lease.proto")
 
 
 def proto_paths() -> list[str]:
