@@ -131,7 +131,7 @@ class EtcdAPI(Service):
                 self.hub, store, self.follower, identity, reactor, progress_interval=config.progress_notify_interval
             ),
             LeaseService(store, identity, reactor, min_ttl=config.lease_min_ttl),
-            MaintenanceService(store, identity, config.emulated_etcd_version),
+            MaintenanceService(store, identity, config.emulated_etcd_version, reactor),
             ClusterService(store, identity, config.name, self.client_urls),
             AuthService(store, identity),
         )

@@ -1,4 +1,4 @@
-"""The etcd ``Maintenance`` service: status, alarms, hashes and defragmentation over an ``IStore``.
+"""The etcd ``Maintenance`` service: status, alarms, hashes, snapshots and defragmentation over an ``IStore``.
 
 k8s-sql is a one-member "cluster" per server, without raft: this server is its own leader,
 its raft indexes are the current revision, and what etcd keeps in its bbolt file lives in
@@ -8,7 +8,7 @@ the SQL database.  See docs/maintenance.md.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from twisted.logger import Logger
 
@@ -19,17 +19,13 @@ from k8s_sql.etcd.errors import (
     WRONG_DOWNGRADE_VERSION_FORMAT,
 )
 from k8s_sql.etcd.header import Identity
+from k8s_sql.etcd.snapshot import SnapshotSender
 from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import rpc_pb2
 from k8s_sql.store.interfaces import IStore
 from k8s_sql.store.model import Alarm, AlarmType
 
-#: Why Snapshot is refused: etcdctl expects a bbolt file, which k8s-sql does not have.
-SNAPSHOT_UNSUPPORTED = (
-    "k8s-sql does not serve etcd snapshots: its data is in a SQL database, not a bbolt file; "
-    "back up the database with its own tools (see docs/maintenance.md)"
-)
 #: Why an enabled downgrade is refused: there is no storage format to convert.
 DOWNGRADE_UNSUPPORTED = (
     "k8s-sql does not downgrade: it keeps no etcd storage format; "
@@ -69,12 +65,14 @@ class MaintenanceService:
     @param identity: the cluster and member ids put in every response header.
     @param version: the etcd version reported (``major.minor.patch``), as kube-apiserver
         enables features by it.
+    @param reactor: the clock lease deadlines are kept on, and the thread pool snapshot
+        files are read in.
     """
 
     log = Logger()
     descriptor = rpc_pb2.DESCRIPTOR.services_by_name["Maintenance"]
 
-    def __init__(self, store: IStore, identity: Identity, version: str) -> None:
+    def __init__(self, store: IStore, identity: Identity, version: str, reactor: Any) -> None:
         parsed = EtcdVersion.parse(version)
         if parsed is None or not _SEMVER.fullmatch(version):
             raise ValueError(f"not an etcd version (major.minor.patch): {version!r}")
@@ -82,6 +80,7 @@ class MaintenanceService:
         self.identity = identity
         self.version = version
         self._version = parsed
+        self._snapshots = SnapshotSender(store, identity, reactor)
 
     async def _header(self) -> rpc_pb2.ResponseHeader:
         return self.identity.header(await self.store.current_revision())
@@ -152,8 +151,8 @@ class MaintenanceService:
         )
 
     async def snapshot(self, request: rpc_pb2.SnapshotRequest, call: IServerCall) -> None:
-        """Refused: etcd's snapshot is its bbolt file (see ``SNAPSHOT_UNSUPPORTED``)."""
-        raise GRPCError(StatusCode.UNIMPLEMENTED, SNAPSHOT_UNSUPPORTED)
+        """Stream the store as etcd 3.5's snapshot file, then its sha256 (``k8s_sql.etcd.snapshot``)."""
+        await self._snapshots.send(call)
 
     async def move_leader(self, request: rpc_pb2.MoveLeaderRequest, call: IServerCall) -> rpc_pb2.MoveLeaderResponse:
         """As a one-member etcd: moving leadership to itself succeeds, to anyone else fails."""

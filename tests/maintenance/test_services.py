@@ -27,8 +27,8 @@ NOSPACE, CORRUPT = rpc_pb2.NOSPACE, rpc_pb2.CORRUPT
 
 
 @pytest.fixture
-def maintenance(store: Any) -> MaintenanceService:
-    return MaintenanceService(store, IDENTITY, "3.6.4")
+def maintenance(store: Any, reactor: Any) -> MaintenanceService:
+    return MaintenanceService(store, IDENTITY, "3.6.4", reactor)
 
 
 def refused(run: Callable[..., Any], handler: Callable[..., Any], request: Any) -> tuple[StatusCode, str]:
@@ -52,15 +52,15 @@ def test_status_reports_this_member_as_leader_at_the_current_revision(run: Calla
     assert not status.isLearner and list(status.errors) == []
 
 
-def test_status_of_an_emulated_35_has_no_storage_version(run: Callable[..., Any], store: Any) -> None:
-    status = run(MaintenanceService(store, IDENTITY, "3.5.21").status, rpc_pb2.StatusRequest(), None)
+def test_status_of_an_emulated_35_has_no_storage_version(run: Callable[..., Any], store: Any, reactor: Any) -> None:
+    status = run(MaintenanceService(store, IDENTITY, "3.5.21", reactor).status, rpc_pb2.StatusRequest(), None)
     assert status.version == "3.5.21" and status.storageVersion == "" and not status.HasField("downgradeInfo")
 
 
 @pytest.mark.parametrize("version", ["3.6", "v3.6.4", "", "3.6.4.1"])
-def test_the_emulated_version_must_be_major_minor_patch(store: Any, version: str) -> None:
+def test_the_emulated_version_must_be_major_minor_patch(store: Any, reactor: Any, version: str) -> None:
     with pytest.raises(ValueError):
-        MaintenanceService(store, IDENTITY, version)
+        MaintenanceService(store, IDENTITY, version, reactor)
 
 
 def test_alarms_are_raised_listed_reported_and_cleared(run: Callable[..., Any], maintenance: MaintenanceService) -> None:
@@ -103,11 +103,6 @@ def test_hash_and_hash_kv(run: Callable[..., Any], store: Any, maintenance: Main
 def test_defragment_answers_once_done(run: Callable[..., Any], store: Any, maintenance: MaintenanceService) -> None:
     run(store.put, PutRequest(b"a", b"1"))
     assert run(maintenance.defragment, rpc_pb2.DefragmentRequest(), None).header.revision == 2
-
-
-def test_snapshot_is_unimplemented_with_a_reason(run: Callable[..., Any], maintenance: MaintenanceService) -> None:
-    code, message = refused(run, maintenance.snapshot, rpc_pb2.SnapshotRequest())
-    assert code == StatusCode.UNIMPLEMENTED and "SQL database" in message
 
 
 def test_move_leader_to_itself_only(run: Callable[..., Any], maintenance: MaintenanceService) -> None:
@@ -186,11 +181,11 @@ def test_auth_is_disabled(run: Callable[..., Any], store: Any) -> None:
     assert refused(run, auth.refuse, rpc_pb2.AuthEnableRequest()) == (StatusCode.UNIMPLEMENTED, AUTH_UNSUPPORTED)
 
 
-def test_every_method_of_the_three_services_is_registered(store: Any) -> None:
+def test_every_method_of_the_three_services_is_registered(store: Any, reactor: Any) -> None:
     registry = MethodRegistry()
     register(
         registry,
-        MaintenanceService(store, IDENTITY, "3.6.4"),
+        MaintenanceService(store, IDENTITY, "3.6.4", reactor),
         ClusterService(store, IDENTITY, "default", list),
         AuthService(store, IDENTITY),
     )
