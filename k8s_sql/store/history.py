@@ -26,7 +26,9 @@ from k8s_sql.store.session import Session
 BATCH = 1000
 
 _COLUMNS = "c.revision, c.sub, c.k, c.create_revision, c.version, c.lease, c.value, c.deleted"
-_AFTER = "(c.revision > ? OR (c.revision = ? AND c.sub > ?))"
+#: After a (revision, sub) position; the first bound lets the database seek to it in the
+#: primary key instead of scanning from the start of the range each batch.
+_AFTER = "c.revision >= ? AND (c.revision > ? OR c.sub > ?)"
 #: Rows at or below the compaction point that it keeps: the latest version of their key as
 #: of a bound revision, unless a deletion.
 _KEPT = (
