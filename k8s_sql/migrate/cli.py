@@ -2,11 +2,13 @@
 
     k8s-sql-migrate copy   --from SOURCE --to DATABASE [--force] [--verify]
     k8s-sql-migrate export --from SOURCE --file PATH [--force]
-    k8s-sql-migrate import --file PATH --to DATABASE [--force] [--verify]
+    k8s-sql-migrate import --file PATH --to DATABASE [--force] [--verify] [--skip-hash-check]
     k8s-sql-migrate verify --from SOURCE --to DATABASE [--revision N]
 
 A SOURCE is an etcd endpoint (``http://host:port``, ``https://host:port``) or a database
-URL; a DATABASE is a database URL (``sqlite:///…``, ``mysql://…``, ``postgres://…``).
+URL; a DATABASE is a database URL (``sqlite:///…``, ``mysql://…``, ``postgres://…``).  An
+import reads a k8s-sql dump or an etcd snapshot file (``etcdctl snapshot save``'s), told
+apart by their first bytes.
 Progress and results go to standard error; the exit status is 0 on success, 1 when the
 command failed or verification found differences, 2 for a bad command line.
 """
@@ -33,13 +35,15 @@ from k8s_sql.durations import positive_duration
 from k8s_sql.grpc.client import channel_for
 from k8s_sql.grpc.status import GRPCError
 from k8s_sql.migrate.database import StoreSink, StoreSource
-from k8s_sql.migrate.dumpfile import STANDARD_STREAM, DumpReader, DumpWriter
+from k8s_sql.migrate.dumpfile import STANDARD_STREAM, DumpReader, DumpWriter, is_dump
 from k8s_sql.migrate.dumpformat import DumpError
 from k8s_sql.migrate.etcd import EtcdSource
 from k8s_sql.migrate.interfaces import ISnapshotSource
 from k8s_sql.migrate.progress import Progress
+from k8s_sql.migrate.snapfile import SnapshotFileSource
 from k8s_sql.migrate.transfer import copy_snapshot
 from k8s_sql.migrate.verify import Report, verify
+from k8s_sql.snapshot.bbolt import SnapshotError
 from k8s_sql.store import open_store
 from k8s_sql.store.errors import Compacted, FutureRevision, NotEmpty, StoreError
 from k8s_sql.store.url import DatabaseURL, redact
@@ -135,17 +139,21 @@ class ExportOptions(_Command):
 
 
 class ImportOptions(_Command):
-    """``import``: from a dump file into a database."""
+    """``import``: from a dump file or an etcd snapshot file into a database."""
 
-    synopsis = "--file PATH --to DATABASE [--force] [--verify]"
-    longdesc = "Load a dump file into the empty database DATABASE, keeping revisions and versions."
+    synopsis = "--file PATH --to DATABASE [--force] [--verify] [--skip-hash-check]"
+    longdesc = (
+        "Load a dump file, or an etcd snapshot file (etcdctl snapshot save), into the empty database "
+        "DATABASE, keeping revisions and versions."
+    )
     optParameters: list[list[Any]] = [
-        ["file", None, None, "The dump file to read ('-': standard input)."],
+        ["file", None, None, "The dump file ('-': standard input) or etcd snapshot file to read."],
         ["to", None, None, "The database URL to import into; it must hold no keys or leases."],
     ]
     optFlags: list[list[Any]] = [
         ["force", None, "Replace whatever the target database holds."],
         ["verify", None, "Afterwards, compare the database with the file key by key."],
+        ["skip-hash-check", None, "Accept an etcd db file without sha256 trailer (copied from a data directory)."],
     ]
 
     def postOptions(self) -> None:
@@ -282,10 +290,21 @@ async def export_command(migration: Migration) -> None:
 
 
 async def import_command(migration: Migration) -> None:
-    """``import``: dump file → database, then verify if asked."""
+    """``import``: dump or etcd snapshot file → database, then verify if asked.
+
+    A snapshot file is read and checked whole before the database is opened, so a
+    damaged one leaves the database untouched.
+    """
     options = migration.options
-    reader = DumpReader(options["file"], migration.reactor)
-    migration.resources.push_async_callback(reader.close)
+    path = options["file"]
+    reader: DumpReader | SnapshotFileSource
+    if path == STANDARD_STREAM or is_dump(path):
+        reader = DumpReader(path, migration.reactor)
+        migration.resources.push_async_callback(reader.close)
+    else:
+        reader = SnapshotFileSource(path, migration.reactor, skip_hash_check=options["skip-hash-check"])
+        migration.resources.push_async_callback(reader.close)
+        await reader.open()
     store = await migration.store(options["to"])
     sink = StoreSink(store, migration.reactor, replace=options["force"])
     header = await copy_snapshot(reader, sink, migration.progress("imported"))
@@ -331,7 +350,7 @@ async def run(reactor: Any, options: Options, stream: TextIO) -> None:
         async with migration.resources:
             assert options.subCommand is not None  # usage.Options requires one
             await COMMANDS[options.subCommand](migration)
-    except (StoreError, GRPCError, DumpError, OSError, ValueError) as error:
+    except (StoreError, GRPCError, DumpError, SnapshotError, OSError, ValueError) as error:
         migration.say(f"k8s-sql-migrate {options.subCommand}: {explain(error)}")
         raise SystemExit(1) from None
 

@@ -47,6 +47,9 @@ PRODUCER = f"k8s-sql {__version__}"
 
 STANDARD_STREAM = "-"
 
+#: What a gzip-compressed file starts with.
+GZIP_MAGIC = b"\x1f\x8b"
+
 
 class _Blocking:
     """Runs a file's blocking calls in the reactor's thread pool."""
@@ -56,6 +59,13 @@ class _Blocking:
 
     async def __call__(self, function: Callable[..., T], *args: Any) -> T:
         return await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), function, *args)
+
+
+def is_dump(path: str) -> bool:
+    """Whether the file at ``path`` starts as a dump does (or as a gzip-compressed file)."""
+    with open(path, "rb") as file:
+        start = file.read(len(MAGIC))
+    return start == MAGIC or start.startswith(GZIP_MAGIC)
 
 
 @implementer(ISnapshotSink)
@@ -223,6 +233,6 @@ class DumpReader:
 
     def _open(self) -> BinaryIO | gzip.GzipFile:
         raw: Any = sys.stdin.buffer if self.path == STANDARD_STREAM else open(self.path, "rb")  # noqa: SIM115
-        if raw.peek(2)[:2] == b"\x1f\x8b":
+        if raw.peek(2)[:2] == GZIP_MAGIC:
             return gzip.GzipFile(fileobj=raw, mode="rb")
         return raw
