@@ -327,6 +327,7 @@ class WatchStream:
             watch,
             types=types,
             batch_size=self.service.batch_size,
+            floor=current,
         )
         self.watches[watch_id] = watch
         self.outbox.put(self._head(current, watch_id, created=True))

@@ -68,6 +68,10 @@ class Feed:
     @param consumer: where events go.
     @param types: the kinds of event delivered; others are skipped.
     @param batch_size: events read from the log at most per query.
+    @param floor: a revision committed before the feed was made (the store's current one):
+        revisions up to it are read from the log even if the hub has not published them
+        yet, so that they are what the log holds now, after any compaction since (a hub
+        that lags may still hand out a revision read before it was compacted).
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Feed:
         consumer: IFeedConsumer,
         types: frozenset[EventType] = ALL_EVENTS,
         batch_size: int = 1000,
+        floor: int = 0,
     ) -> None:
         self._hub = hub
         self._store = store
@@ -86,6 +91,7 @@ class Feed:
         self._consumer = consumer
         self._types = types
         self._batch_size = batch_size
+        self._floor = floor
         #: Every revision up to this one has been delivered or skipped.
         self.position = max(start, 1) - 1
         self.live = False
@@ -149,7 +155,7 @@ class Feed:
             if not self._consumer.has_room():
                 await self._consumer.room()
                 continue
-            horizon = self._hub.revision
+            horizon = max(self._hub.revision, self._floor)
             if self.position >= horizon:
                 # Same reactor turn as the check: no revision can slip in between.
                 self._hub.add(self, self._range)

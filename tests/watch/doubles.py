@@ -78,9 +78,9 @@ class MemoryLog:
         return revision
 
     def compact(self, revision: int) -> None:
-        """Forget the events at or below ``revision``."""
+        """Forget the events below ``revision``; reads give what etcd keeps of ``revision`` itself."""
         self.compacted_to = revision
-        self.events = [event for event in self.events if event.kv.mod_revision > revision]
+        self.events = [event for event in self.events if event.kv.mod_revision >= revision]
 
     # -- IChangeLog
 

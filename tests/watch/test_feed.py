@@ -10,7 +10,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from k8s_sql.store.errors import Unavailable
-from k8s_sql.store.model import EventType
+from k8s_sql.store.model import Event, EventType, KeyValue
 from k8s_sql.watch.feed import ALL_EVENTS, Feed, IFeedConsumer, Revisions
 from k8s_sql.watch.follower import Follower
 from k8s_sql.store.keys import KeyRange
@@ -273,3 +273,31 @@ def test_a_resync_sends_live_feeds_behind_back_to_the_log() -> None:
     world.hub.resync(3)
     assert consumer.deliveries == [[(2, [b"a"]), (3, [b"a"])]]
     assert feed.live and consumer.events == ["synced", "synced"]
+
+
+def test_a_feed_reads_up_to_its_floor_from_the_log_when_the_hub_lags() -> None:
+    """A watch made at the compaction revision gets what the log keeps of it (puts without
+    prev_kv), even if the hub still holds that revision as it was read before compaction."""
+    log = MemoryLog()
+    log.write((b"a", b"1"), notify=False)
+    log.write((b"a", b"2"), notify=False)
+    log.compact(3)
+    hub = WatchHub(revision=1)  # its follower has not published 2 and 3 yet
+    delivered: list[tuple[int, bytes, bool]] = []
+
+    class Recorder(Consumer):
+        def deliver(self, revisions: Revisions) -> None:
+            delivered.extend((revision, event.kv.key, event.prev_kv is not None)
+                             for revision, events in revisions for event in events)
+
+    feed = Feed(hub, log, EVERYTHING, 3, Recorder(), floor=3)
+    feed.start()
+    assert delivered == [(3, b"a", False)] and feed.live
+    # The lagging hub catches up with what its follower read before the compaction.
+    before = KeyValue(b"a", 2, 2, 1, b"1")
+    hub.publish(2, [Event(EventType.PUT, before)])
+    hub.publish(3, [Event(EventType.PUT, KeyValue(b"a", 2, 3, 2, b"2"), before)])
+    assert delivered == [(3, b"a", False)]
+    log.write((b"a", b"3"), notify=False)
+    hub.publish(4, [Event(EventType.PUT, KeyValue(b"a", 2, 4, 3, b"3"), before)])
+    assert delivered[-1] == (4, b"a", True)
