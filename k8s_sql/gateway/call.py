@@ -38,7 +38,7 @@ from k8s_sql.gateway.request import ClientRequest
 from k8s_sql.gateway.routes import Route
 from k8s_sql.grpc.headers import parse_timeout
 from k8s_sql.grpc.interfaces import IServerCall
-from k8s_sql.grpc.registry import CallKind, Method
+from k8s_sql.grpc.registry import CallKind, Method, failure_status
 from k8s_sql.grpc.status import GRPCError, StatusCode
 
 if TYPE_CHECKING:
@@ -250,24 +250,20 @@ class GatewayCall:
 
     def _handler_failed(self, failure: Failure) -> None:
         self._handler = None
-        error = failure.value
-        assert error is not None
-        translate = self._method.translate_error if self._method is not None else None
-        if translate is not None and not isinstance(error, (CancelledError, GRPCError)):
-            error = translate(error) or error
+        status = failure_status(failure, self._method.translate_error if self._method is not None else None)
         if self._state is not _OPEN:
-            if not isinstance(error, (CancelledError, GRPCError)):
+            if status is None:
                 self.log.failure(
                     "Handler of {method} failed after its call ended", failure, level=LogLevel.error, method=self.method
                 )
-            return
-        if isinstance(error, GRPCError):
-            self._end(error.code, error.message)
-        elif isinstance(error, CancelledError):
-            self._end(StatusCode.CANCELLED, "context canceled")
+        elif status is not None:
+            # grpc-gateway reports a cancelled call with Go's context error.
+            self._end(
+                status.code, status.message or ("context canceled" if status.code is StatusCode.CANCELLED else "")
+            )
         else:
             self.log.failure("Handler of {method} failed", failure, level=LogLevel.error, method=self.method)
-            self._end(StatusCode.UNKNOWN, f"Exception calling application: {error}")
+            self._end(StatusCode.UNKNOWN, f"Exception calling application: {failure.value}")
 
     def _cancel_drain(self, drained: Deferred[None]) -> None:
         if drained in self._drains:

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from k8s_sql.grpc.interfaces import IMethodRegistry
@@ -57,6 +59,18 @@ class Method(NamedTuple):
     deserialize: Callable[[bytes], Any]
     serialize: Callable[[Any], bytes]
     translate_error: ErrorTranslator | None = None
+
+
+def failure_status(failure: Failure, translate: ErrorTranslator | None) -> GRPCError | None:
+    """The status a call ends with when its handler failed with ``failure``: a ``GRPCError``
+    as raised or as ``translate`` makes of the exception, CANCELLED for a cancellation, or
+    ``None`` for an unexpected failure (the call ends UNKNOWN; callers log it)."""
+    error = failure.value
+    if isinstance(error, GRPCError):
+        return error
+    if isinstance(error, CancelledError):
+        return GRPCError(StatusCode.CANCELLED, "")
+    return translate(error) if translate is not None and error is not None else None
 
 
 def serialize(message: Message | bytes) -> bytes:

@@ -22,7 +22,7 @@ from zope.interface import implementer
 from k8s_sql.grpc.framing import MessageReader, frame_message
 from k8s_sql.grpc.headers import RESPONSE_HEADERS, Header, RequestHead, encode_metadata, status_headers
 from k8s_sql.grpc.interfaces import ICallConnection, IServerCall
-from k8s_sql.grpc.registry import CallKind, Method
+from k8s_sql.grpc.registry import CallKind, Method, failure_status
 from k8s_sql.grpc.status import GRPCError, StatusCode
 
 _OPEN = 0
@@ -268,24 +268,17 @@ class ServerCall:
 
     def _handler_failed(self, failure: Failure) -> None:
         self._handler = None
-        error = failure.value
-        assert error is not None
-        translate = self._method.translate_error
-        if translate is not None and not isinstance(error, (CancelledError, GRPCError)):
-            error = translate(error) or error
+        status = failure_status(failure, self._method.translate_error)
         if self._state is not _OPEN:
-            if not isinstance(error, (CancelledError, GRPCError)):
+            if status is None:
                 self.log.failure(
                     "Handler of {method} failed after its call ended", failure, level=LogLevel.error, method=self.method
                 )
-            return
-        if isinstance(error, GRPCError):
-            self._finish(error.code, error.message)
-        elif isinstance(error, CancelledError):
-            self._finish(StatusCode.CANCELLED, "")
+        elif status is not None:
+            self._finish(status.code, status.message)
         else:
             self.log.failure("Handler of {method} failed", failure, level=LogLevel.error, method=self.method)
-            self._finish(StatusCode.UNKNOWN, f"Exception calling application: {error}")
+            self._finish(StatusCode.UNKNOWN, f"Exception calling application: {failure.value}")
 
     def _cancel_handler(self) -> None:
         handler, self._handler = self._handler, None
