@@ -27,14 +27,15 @@ class MessageReader:
     """Reassembles the request messages of one stream.
 
     ``limit`` is the largest message accepted, before and after decompression;
-    ``encoding`` is the stream's ``grpc-encoding`` (already checked to be accepted).
-    Errors are raised as :class:`GRPCError` with grpc-go's codes and texts.
+    ``encoding`` is the stream's ``grpc-encoding`` (already checked to be accepted);
+    ``single`` stops at the first message (a unary call reads no further, as grpc-go).  Errors are raised as :class:`GRPCError` with grpc-go's codes and texts.
     """
 
-    __slots__ = ("_buffer", "_gzip", "_limit")
+    __slots__ = ("_buffer", "_gzip", "_limit", "_single")
 
-    def __init__(self, limit: int, encoding: bytes | None) -> None:
+    def __init__(self, limit: int, encoding: bytes | None, single: bool = False) -> None:
         self._buffer = bytearray()
+        self._single = single
         self._limit = limit
         self._gzip = encoding == b"gzip"
 
@@ -55,7 +56,7 @@ class MessageReader:
         offset = 0
         end = len(view)
         try:
-            while end - offset >= PREFIX_SIZE:
+            while end - offset >= PREFIX_SIZE and not (self._single and messages):
                 flag, length = PREFIX.unpack_from(view, offset)
                 if length > self._limit:
                     raise GRPCError(

@@ -67,6 +67,7 @@ class ServerCall:
         "_partial",
         "_reactor",
         "_reader",
+        "_reading",
         "_receiver",
         "_remote_closed",
         "_started",
@@ -109,7 +110,8 @@ class ServerCall:
         self._state = _OPEN
         self._code = StatusCode.OK
         self._handler: Deferred[Any] | None = None
-        self._reader = MessageReader(limits.max_receive_message_length, head.encoding)
+        self._reader = MessageReader(limits.max_receive_message_length, head.encoding, method.kind is CallKind.UNARY)
+        self._reading = True
         self._inbox: deque[tuple[Any, int]] = deque()
         self._inbox_bytes = 0
         self._unacked = 0
@@ -177,7 +179,7 @@ class ServerCall:
         """Take a DATA frame's payload; ``ended`` when the client half-closed with it."""
         if self._state is not _OPEN:
             return
-        if data:
+        if data and self._reading:
             try:
                 payloads = self._reader.feed(data)
             except GRPCError as e:
@@ -193,10 +195,12 @@ class ServerCall:
     def end_of_stream(self) -> None:
         """The client half-closed: no more request messages."""
         self._remote_closed = True
-        if self._state is not _OPEN:
+        if self._state is not _OPEN or not self._reading:
             return
         if self._reader.partial:
-            self.abort(StatusCode.INTERNAL, "unexpected EOF")
+            # grpc-go's processUnaryRPC reports the read error as is (UNKNOWN); RecvMsg makes it INTERNAL.
+            unary = self._method.kind is CallKind.UNARY
+            self.abort(StatusCode.UNKNOWN if unary else StatusCode.INTERNAL, "unexpected EOF")
         elif self._method.kind.client_streams:
             receiver, self._receiver = self._receiver, None
             if receiver is not None:
@@ -290,6 +294,17 @@ class ServerCall:
     def _deliver(self, payloads: list[bytes]) -> bool:
         """Hand complete messages over; False if that ended the call."""
         method = self._method
+        if method.kind is CallKind.UNARY:
+            # As grpc-go's processUnaryRPC: the first message starts the handler, without
+            # waiting for the half-close, and the rest of the stream is never read.
+            self._reading = False
+            try:
+                request = method.deserialize(payloads[0])
+            except Exception as e:
+                self.abort(StatusCode.INTERNAL, f"grpc: error unmarshalling request: {e}")
+                return False
+            self._run(request, self)
+            return self._state is _OPEN
         if not method.kind.client_streams and len(self._inbox) + len(payloads) > 1:
             self.abort(
                 StatusCode.INTERNAL,

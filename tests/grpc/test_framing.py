@@ -72,3 +72,9 @@ def test_bad_compressed_messages(encoding: bytes | None, payload: bytes, flag: i
     with pytest.raises(GRPCError) as raised:
         MessageReader(100, encoding).feed(prefixed(payload, flag))
     assert raised.value.code == code and text in raised.value.message
+
+
+def test_single_stops_at_the_first_message() -> None:
+    """A unary call's reader takes one message and never parses what follows it."""
+    reader = MessageReader(100, None, single=True)
+    assert reader.feed(prefixed(b"one") + prefixed(b"two") + prefixed(b"x" * 10, flag=7)) == [b"one"]
