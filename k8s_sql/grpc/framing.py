@@ -28,7 +28,8 @@ class MessageReader:
 
     ``limit`` is the largest message accepted, before and after decompression;
     ``encoding`` is the stream's ``grpc-encoding`` (already checked to be accepted);
-    ``single`` stops at the first message (a unary call reads no further, as grpc-go).  Errors are raised as :class:`GRPCError` with grpc-go's codes and texts.
+    ``single`` stops at the first message (a unary call reads no further, as grpc-go).
+    Errors are raised as :class:`GRPCError` with grpc-go's codes and texts.
     """
 
     __slots__ = ("_buffer", "_gzip", "_limit", "_single")
