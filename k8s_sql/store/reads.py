@@ -32,6 +32,11 @@ from k8s_sql.store.session import Session
 WHERE = {"one": "{t}k = ?", "from": "{t}k >= ?", "between": "{t}k >= ? AND {t}k < ?"}
 
 #: The current revision and the last compaction, read together.
+#: A limit at least this large reads the whole range: it keeps ``limit + 1`` (and the keys
+#: changed since a past revision, added to it) within SQL's 64-bit integers.  etcd's own
+#: ``limit + 1`` wraps around to "no limit" for 2**63 - 1.
+_LIMIT_CAP = 2**62
+
 HEADER = "SELECT r.revision, m.value FROM k8s_revision r, k8s_meta m WHERE r.id = 1 AND m.name = 'compact_revision'"
 
 SELECT_KV = "SELECT k, create_revision, mod_revision, version, lease, sub{value} FROM k8s_kv WHERE {where} ORDER BY k"
@@ -102,7 +107,7 @@ class Reader:
                 request.max_create_revision,
             )
         )
-        fetch = request.limit + 1 if request.limit > 0 and not filtered else 0
+        fetch = min(request.limit, _LIMIT_CAP) + 1 if request.limit > 0 and not filtered else 0
         kvs, count = self.fetch(keys, at, fetch, values=not request.keys_only or target == SortTarget.VALUE)
         kvs = [kv for kv in kvs if _passes(request, kv)]
         if target != SortTarget.KEY and order == SortOrder.NONE:
