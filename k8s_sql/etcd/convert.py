@@ -42,9 +42,13 @@ def kv_of(message: kv_pb2.KeyValue) -> model.KeyValue:
 
 
 def range_request(message: rpc_pb2.RangeRequest) -> model.RangeRequest:
-    """A store range from etcd's; unknown sort values are refused as etcd refuses them."""
+    """A store range from etcd's.
+
+    An unknown sort order is taken as etcd 3.5 takes it (``SortOrder.UNKNOWN``); an unknown
+    sort target is refused with "invalid sort option", where etcd 3.5 panics (newer etcd
+    refuses it so).
+    """
     try:
-        sort_order = model.SortOrder(message.sort_order)
         sort_target = model.SortTarget(message.sort_target)
     except ValueError:
         raise INVALID_SORT_OPTION.exception() from None

@@ -24,22 +24,21 @@ from k8s_sql.store.model import (
     PutRequest,
     RangeRequest,
     RequestOp,
-    SortOrder,
     SortTarget,
     TxnRequest,
 )
 
 DEFAULT_MAX_TXN_OPS = 128
 
-_SORT_ORDERS = frozenset(SortOrder)
 _SORT_TARGETS = frozenset(SortTarget)
 
 
 def check_range(request: RangeRequest) -> None:
-    """Refuse a range without a key or with an unknown sort order or target."""
+    """Refuse a range without a key or with an unknown sort target (an unknown order
+    is taken, as etcd takes it: ``SortOrder.UNKNOWN``)."""
     if not request.key:
         raise EmptyKey()
-    if request.sort_order not in _SORT_ORDERS or request.sort_target not in _SORT_TARGETS:
+    if request.sort_target not in _SORT_TARGETS:
         raise InvalidSortOption()
 
 

@@ -44,11 +44,21 @@ class Event:
 
 
 class SortOrder(IntEnum):
-    """Order of a range's results (etcd ``RangeRequest.SortOrder``)."""
+    """Order of a range's results (etcd ``RangeRequest.SortOrder``).
+
+    etcd takes any other value without complaint (``SortOrder(7)`` is ``UNKNOWN``): it
+    does not sort, but, as for any order but ``NONE``, reads the whole range before
+    cutting it to the limit.
+    """
 
     NONE = 0
     ASCEND = 1
     DESCEND = 2
+    UNKNOWN = -1
+
+    @classmethod
+    def _missing_(cls, value: object) -> SortOrder | None:
+        return cls.UNKNOWN if isinstance(value, int) else None
 
 
 class SortTarget(IntEnum):

@@ -212,6 +212,25 @@ def put_options() -> list[Step]:
     ]
 
 
+def probed_edges() -> list[Step]:
+    """Requests a probe found answered differently from etcd 3.5.1."""
+    everything = 2**63 - 1
+    return [
+        put(b"a", b"1"),
+        put(b"b", b"2"),
+        put(b"c", b"3"),
+        put(b"a", b"4"),
+        get(b"a", b"z", limit=everything),
+        get(b"a", b"z", limit=everything, revision=3),
+        get(b"a", b"z", limit=everything - 1, count_only=True),
+        txn([], [get(b"a", b"z", limit=everything)]),
+        get(b"a", b"z", sort_order=7),
+        get(b"a", b"z", sort_order=7, limit=2),
+        get(b"a", b"z", sort_order=-1, sort_target=RR.VALUE, limit=2),
+        txn([], [get(b"a", b"z", sort_order=3, limit=1)]),
+    ]
+
+
 def compaction() -> list[Step]:
     return [
         put(b"c", b"1"),
@@ -246,4 +265,5 @@ SCENARIOS = {
     "txn_errors": txn_errors,
     "put_options": put_options,
     "compaction": compaction,
+    "probed_edges": probed_edges,
 }

@@ -10,7 +10,7 @@ import pytest
 from k8s_sql.store.checks import check_range, check_txn, is_read_only
 from k8s_sql.store.errors import DuplicateKey, EmptyKey, InvalidSortOption, TooManyOperations
 from k8s_sql.store.keys import KeyRange
-from k8s_sql.store.model import Compare, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest
+from k8s_sql.store.model import Compare, DeleteRangeRequest, PutRequest, RangeRequest, SortOrder, TxnRequest
 
 
 def txn(*success: object, failure: tuple = ()) -> TxnRequest:
@@ -74,10 +74,11 @@ def test_keys_are_required_everywhere() -> None:
         check_txn(txn(failure=(txn(D(b"")),)))
 
 
-def test_sort_options_must_be_known() -> None:
+def test_sort_targets_must_be_known_and_orders_need_not() -> None:
     check_range(RangeRequest(b"a", sort_order=2, sort_target=4))  # type: ignore[arg-type]
+    check_txn(txn(RangeRequest(b"a", sort_order=SortOrder(3))))
     with pytest.raises(InvalidSortOption):
-        check_txn(txn(RangeRequest(b"a", sort_order=3)))  # type: ignore[arg-type]
+        check_txn(txn(RangeRequest(b"a", sort_target=5)))  # type: ignore[arg-type]
 
 
 def test_read_only_transactions() -> None:
