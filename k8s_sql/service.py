@@ -126,7 +126,7 @@ class EtcdAPI(Service):
         self.registry.add_service(health.descriptor, health)
         register(
             self.registry,
-            KVService(store, identity, config.max_request_bytes),
+            KVService(store, identity, config.max_request_bytes, config.max_txn_ops),
             WatchService(
                 self.hub, store, self.follower, identity, reactor, progress_interval=config.progress_notify_interval
             ),

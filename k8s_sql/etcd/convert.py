@@ -52,7 +52,9 @@ def range_request(message: rpc_pb2.RangeRequest) -> model.RangeRequest:
         sort_target = model.SortTarget(message.sort_target)
     except ValueError:
         raise INVALID_SORT_OPTION.exception() from None
-    return model.RangeRequest(sort_order=sort_order, sort_target=sort_target, **_fields(message, _RANGE_FIELDS))
+    return model.RangeRequest(
+        sort_order=model.SortOrder(message.sort_order), sort_target=sort_target, **_fields(message, _RANGE_FIELDS)
+    )
 
 
 def put_request(message: rpc_pb2.PutRequest) -> model.PutRequest:
@@ -145,21 +147,33 @@ def delete_range_response(result: model.DeleteRangeResponse, identity: Identity)
     )
 
 
-def txn_response(result: model.TxnResponse, identity: Identity) -> rpc_pb2.TxnResponse:
-    """etcd's TxnResponse for a store result; every inner response keeps its own header."""
-    return rpc_pb2.TxnResponse(
-        header=identity.header(result.revision),
-        succeeded=result.succeeded,
-        responses=[response_op(r, identity) for r in result.responses],
-    )
+def txn_response(
+    result: model.TxnResponse, identity: Identity, into: rpc_pb2.TxnResponse | None = None
+) -> rpc_pb2.TxnResponse:
+    """etcd's TxnResponse for a store result; every inner response keeps its own header.
+
+    Built in place (in ``into`` when given): upb copies a sub-message by re-parsing it,
+    which fails past its depth limit, and etcd answers Txns nested 128 deep.
+    """
+    message = rpc_pb2.TxnResponse() if into is None else into
+    message.header.CopyFrom(identity.header(result.revision))
+    message.succeeded = result.succeeded
+    for response in result.responses:
+        response_op(response, identity, message.responses.add())
+    return message
 
 
-def response_op(result: model.ResponseOp, identity: Identity) -> rpc_pb2.ResponseOp:
-    """One inner response of a transaction."""
+def response_op(
+    result: model.ResponseOp, identity: Identity, into: rpc_pb2.ResponseOp | None = None
+) -> rpc_pb2.ResponseOp:
+    """One inner response of a transaction (built in ``into`` when given)."""
+    message = rpc_pb2.ResponseOp() if into is None else into
     if isinstance(result, model.RangeResponse):
-        return rpc_pb2.ResponseOp(response_range=range_response(result, identity))
-    if isinstance(result, model.PutResponse):
-        return rpc_pb2.ResponseOp(response_put=put_response(result, identity))
-    if isinstance(result, model.DeleteRangeResponse):
-        return rpc_pb2.ResponseOp(response_delete_range=delete_range_response(result, identity))
-    return rpc_pb2.ResponseOp(response_txn=txn_response(result, identity))
+        message.response_range.CopyFrom(range_response(result, identity))
+    elif isinstance(result, model.PutResponse):
+        message.response_put.CopyFrom(put_response(result, identity))
+    elif isinstance(result, model.DeleteRangeResponse):
+        message.response_delete_range.CopyFrom(delete_range_response(result, identity))
+    else:
+        txn_response(result, identity, message.response_txn)
+    return message

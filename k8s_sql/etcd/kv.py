@@ -7,8 +7,10 @@ from google.protobuf.message import Message
 from k8s_sql.etcd import convert, encode
 from k8s_sql.etcd.errors import REQUEST_TOO_LARGE
 from k8s_sql.etcd.header import Identity
+from k8s_sql.etcd.nesting import decode_txn_request
 from k8s_sql.grpc.interfaces import IServerCall
 from k8s_sql.proto import rpc_pb2
+from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS
 from k8s_sql.store.interfaces import IStore
 
 #: etcd's default ``--max-request-bytes``: larger writes are refused with "request is too large".
@@ -22,14 +24,27 @@ class KVService:
     @param identity: the cluster and member ids put in every response header.
     @param max_request_bytes: the largest write request accepted, as etcd's
         ``--max-request-bytes``.
+    @param max_txn_ops: the store's ``--max-txn-ops``, which bounds how deep Txn requests
+        are decoded (``k8s_sql.etcd.nesting``).
     """
 
     descriptor = rpc_pb2.DESCRIPTOR.services_by_name["KV"]
 
-    def __init__(self, store: IStore, identity: Identity, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+    def __init__(
+        self,
+        store: IStore,
+        identity: Identity,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+    ) -> None:
         self.store = store
         self.identity = identity
         self.max_request_bytes = max_request_bytes
+        self.max_txn_ops = max_txn_ops
+
+    def decode_txn(self, data: bytes) -> rpc_pb2.TxnRequest:
+        """A TxnRequest, nested as deep as etcd decodes it (``k8s_sql.etcd.nesting``)."""
+        return decode_txn_request(data, self.max_txn_ops)
 
     def check_size(self, request: Message) -> None:
         """Refuse a write larger than ``max_request_bytes``, as etcd does before proposing it."""

@@ -3,7 +3,8 @@
 A whole service is registered from its protobuf descriptor (``add_service``): each method
 is served by the implementation's attribute of the same name in snake_case
 (``LeaseKeepAlive`` by ``lease_keep_alive``), with the descriptor's request type and call
-shape, so a method table is never written by hand.
+shape, so a method table is never written by hand.  An implementation that must decode a
+method's requests itself provides ``decode_<name>`` (``decode_txn``: etcd's deeply nested Txns).
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ class MethodRegistry:
         self, descriptor: ServiceDescriptor, implementation: object, translate_error: ErrorTranslator | None = None
     ) -> None:
         """Register every method of ``descriptor``, served by ``implementation``'s attribute
-        named after it in snake_case; ``translate_error`` maps the exceptions its handlers
-        fail with onto statuses.  Raises ``ValueError`` if a method has no handler."""
+        named after it in snake_case, its requests decoded by the request type, or by
+        ``implementation``'s ``decode_<name>`` if it has one; ``translate_error`` maps the
+        exceptions its handlers fail with onto statuses.  Raises ``ValueError`` if a method
+        has no handler."""
         for method in descriptor.methods:
             handler = getattr(implementation, handler_name(method.name), None)
             if not callable(handler):
@@ -144,7 +147,8 @@ class MethodRegistry:
                 f"/{descriptor.full_name}/{method.name}",
                 CallKind.of(method.client_streaming, method.server_streaming),
                 handler,
-                GetMessageClass(method.input_type).FromString,
+                getattr(implementation, "decode_" + handler_name(method.name), None)
+                or GetMessageClass(method.input_type).FromString,
                 serialize,
                 translate_error,
             )
