@@ -53,7 +53,7 @@ class MessageReader:
             view = memoryview(buffer)
         else:
             view = memoryview(data)
-        messages = []
+        messages: list[bytes] = []
         offset = 0
         end = len(view)
         try:
