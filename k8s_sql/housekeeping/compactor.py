@@ -29,7 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from k8s_sql.durations import format_duration, parse_duration
-from k8s_sql.store.errors import Compacted
+from k8s_sql.store.errors import Compacted, Unavailable
 from k8s_sql.store.interfaces import IStore
 
 #: The values of ``--auto-compaction-mode``.
@@ -155,8 +155,8 @@ class AutoCompactor(Service):
                 await self._compact(target)
                 if isinstance(self.policy, PeriodicRetention):
                     self._due = self.clock.seconds() + self.policy.compact_interval
-        except CancelledError:
-            pass
+        except (CancelledError, Unavailable):
+            pass  # the store reports an outage once
         except Exception:
             self.log.failure(
                 "Auto-compaction failed; trying again in {interval}",

@@ -7,6 +7,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from k8s_sql.store.errors import Unavailable
 from k8s_sql.store.interfaces import ILeaseStore
 
 #: Seconds between sweeps: etcd checks for expired leases every 500 ms.
@@ -53,6 +54,8 @@ class LeaseSweeper(TimerService):
         assert self.clock is not None
         try:
             expired = await self.store.expire_leases(self.clock.seconds(), self.batch)
+        except Unavailable:
+            return  # the store reports the outage once
         except Exception:
             self.log.failure("Lease expiry failed; retrying in {interval} s", interval=self.step)
             return

@@ -91,15 +91,18 @@ class CommitListener:
         self._fd = os.dup(connection.pgconn.socket)
         self._delay = FIRST_DELAY
         self._reactor.addReader(self)
-        self.log.debug("listening for commits on {channel}", channel=self._channel)
         if self._reconnecting:
+            self.log.info("listening for commits on {channel} again", channel=self._channel)
             self._observer(revision)
+        else:
+            self.log.debug("listening for commits on {channel}", channel=self._channel)
 
     def _failed(self, failure: Failure) -> None:
         self._opening = None
         if self._stopped:
             return
-        self.log.warn(
+        # Once listening was lost, the outage is the database's, which the store reports.
+        (self.log.debug if self._reconnecting else self.log.warn)(
             "cannot listen for commits, retrying in {delay}s: {error}", delay=self._delay, error=failure.value
         )
         self._start_later()
@@ -126,7 +129,10 @@ class CommitListener:
         """The connection dropped: reconnect, unless stopping."""
         self._close()
         if not self._stopped:
-            self.log.warn("lost the commit listener's connection: {reason}", reason=reason.value)
+            self.log.info(
+                "lost the commit listener's connection ({reason}); reconnecting",
+                reason=reason.value,
+            )
             self._start_later()
 
     def _start_later(self) -> None:

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from k8s_sql.store.dialects.base import Fault
 from k8s_sql.store.errors import StoreError, Unavailable
 from k8s_sql.store.interfaces import IDialect
+from k8s_sql.store.outage import OutageLog
 from k8s_sql.store.readqueue import Read, ReadQueue
 from k8s_sql.store.session import Session
 from k8s_sql.store.url import DatabaseURL
@@ -82,6 +83,7 @@ class Database:
         self._reads = ReadQueue(reactor, self._reader.max, lambda group: defer.ensureDeferred(self._read_group(group)))
         self._closed = False
         self._observers: list[TransactionObserver] = []
+        self.outage = OutageLog(str(url), reactor)
 
     async def write(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(session, *args)`` in a write transaction."""
@@ -184,13 +186,17 @@ class Database:
             if self._closed:
                 raise Unavailable(f"the connections to database {self.url} are closed")
             try:
-                return await pool.runInteraction(self._transaction, writer, function, args)
+                result = await pool.runInteraction(self._transaction, writer, function, args)
             except StoreError:
+                self.outage.answered()
                 raise
             except _NotCommitted as failed:
                 error, committed = failed.error, False
             except Exception as failed:
                 error, committed = failed, True
+            else:
+                self.outage.answered()
+                return result
             fault = self._fault(error)
             if fault is Fault.RETRY and attempt < ATTEMPTS:
                 await task.deferLater(self.reactor, min(FIRST_PAUSE * 2**attempt, MAX_PAUSE))
@@ -200,7 +206,7 @@ class Database:
                 continue
             if fault is None:
                 raise error
-            self.log.warn("database {url} failed: {error}", url=str(self.url), error=error)
+            self.outage.failed(error)
             raise Unavailable(f"database {self.url} is unavailable: {error}") from error
 
     def _transaction(self, cursor: Any, writer: bool, function: Callable[..., T], args: tuple) -> T:

@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from k8s_sql.store import alarms, bulk, compaction, feed, hashing, leases, schema
 from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS, check_delete, check_put, check_range, check_txn, is_read_only
-from k8s_sql.store.errors import LeaseTTLTooLarge, RequestTooLarge
+from k8s_sql.store.errors import LeaseTTLTooLarge, RequestTooLarge, Unavailable
 from k8s_sql.store.history import History
 from k8s_sql.store.interfaces import IBulkLoad, IStore
 from k8s_sql.store.model import (
@@ -310,7 +310,10 @@ class SQLStore:
     def _compaction_ended(self, result: object, run: defer.Deferred) -> None:
         self._background.discard(run)
         if isinstance(result, Failure):
-            self.log.failure("physical compaction stopped; it resumes with the next compaction", result)
+            if result.check(Unavailable):  # the outage is reported once, by the database
+                self.log.info("physical compaction stopped by the database outage; it resumes with the next compaction")
+            else:
+                self.log.failure("physical compaction stopped; it resumes with the next compaction", result)
 
     async def _compact_physically(self) -> None:
         while not self._closing and await self.database.write(compaction.step, self._compaction_batch):

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from k8s_sql.store.errors import Compacted
+from k8s_sql.store.errors import Compacted, Unavailable
 from k8s_sql.store.interfaces import IChangeLog
 from k8s_sql.watch.hub import IWatchHub
 
@@ -127,6 +127,9 @@ class Follower(Service):
                 except CancelledError:
                     self._waiting[:0] = waiting
                     return
+                except Unavailable:
+                    self._retry_later()  # the store reports the outage once
+                    at_end = True
                 except Exception:
                     self.log.failure(
                         "Reading the revision log failed; retrying in {delay} s", delay=self._retry_interval

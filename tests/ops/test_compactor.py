@@ -27,6 +27,8 @@ class RevisionLog:
         self.hold = False
         self.pending: list[Deferred[int]] = []
         self.fail_reads = 0
+        #: What a failed read raises.
+        self.read_error: Exception = Unavailable("database gone")
 
     def write(self, count: int = 1) -> None:
         self.revision += count
@@ -34,7 +36,7 @@ class RevisionLog:
     def current_revision(self) -> Deferred[int]:
         if self.fail_reads:
             self.fail_reads -= 1
-            return fail(Unavailable("database gone"))
+            return fail(self.read_error)
         return succeed(self.revision)
 
     def compact(self, revision: int, physical: bool) -> Deferred[int]:
@@ -153,17 +155,19 @@ def test_periodic_skips_when_nothing_was_written() -> None:
     compactor.stopService()
 
 
-def test_periodic_retries_at_the_next_check_after_a_failure() -> None:
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), Unavailable("database gone")])
+def test_periodic_retries_at_the_next_check_after_a_failure(error: Exception) -> None:
+    """A failure is logged, except an unavailable database, which the store reports once."""
     log = RevisionLog()
     log.write(5)
     compactor, log, clock = started(PeriodicRetention(600.0), log)
     run_for(clock, 540.0, 60.0, log)
-    log.fail_reads = 1
+    log.fail_reads, log.read_error = 1, error
     with capturedLogs() as events:
         clock.advance(60.0)
     assert log.compactions == []
-    (failure,) = [event for event in events if "log_failure" in event]
-    assert failure["log_failure"].check(Unavailable)
+    failures = [event["log_failure"].value for event in events if "log_failure" in event]
+    assert failures == ([] if isinstance(error, Unavailable) else [error])
     assert compactor.running
     clock.advance(60.0)
     assert log.compactions == [(6, True)]

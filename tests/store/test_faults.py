@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import pytest
+from twisted.internet import defer
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from k8s_sql.store import open_store
 from k8s_sql.store.errors import SchemaTooNew, Unavailable
@@ -80,3 +82,41 @@ def test_a_lost_database_fails_calls_until_it_is_back(run: Any, reactor: Any, ba
         assert [event.kv.key for event in run(store.changes, 1, 10)] == [b"a", b"b"]
     finally:
         run(store.close)
+
+
+@pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
+def test_an_outage_is_logged_once_and_its_end_once(run: Any, reactor: Any, backend: str) -> None:
+    """No "Rollback failed" tracebacks (adbapi logged two per request under way): one warning
+    when the database is lost, one line when it answers again."""
+    proxy = CuttableProxy(reactor, backend)
+    store = run(open_store, run(proxy.start), reactor)
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        run(store.put, PutRequest(b"a"))
+
+        async def during_the_outage() -> list[Any]:
+            await proxy.cut()
+            calls = [store.put(PutRequest(b"k%d" % i)) for i in range(8)] + [
+                store.range(RangeRequest(b"a")) for _ in range(8)
+            ]
+            return await defer.DeferredList([defer.ensureDeferred(c) for c in calls], consumeErrors=True)
+
+        outcomes = run(during_the_outage)
+        assert all(not ok and failure.check(Unavailable) for ok, failure in outcomes)
+        run(proxy.restore)
+        assert run(store.put, PutRequest(b"b")).revision == 3
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        run(store.close)
+    ours = f"127.0.0.1:{proxy.port}"
+    texts = [formatEvent(event) + str(event.get("log_failure", "")) for event in events]
+    assert not [text for text in texts if "Rollback failed" in text or "close failed" in text]
+    assert not [event for event in events if "log_failure" in event and ours in str(event["log_failure"].value)]
+    warnings = [
+        text
+        for event, text in zip(events, texts)
+        if event["log_level"] in (LogLevel.warn, LogLevel.error, LogLevel.critical) and ours in text
+    ]
+    assert len(warnings) == 1 and "is unavailable" in warnings[0]
+    assert len([text for text in texts if ours in text and "answers again" in text and "transactions failed" in text]) == 1

@@ -12,6 +12,7 @@ from twisted.enterprise import adbapi
 from zope.interface import implementer
 
 from k8s_sql.store import schema
+from k8s_sql.store.connections import QuietConnectionPool
 from k8s_sql.store.interfaces import IDialect
 from k8s_sql.store.model import DatabaseSize
 from k8s_sql.store.session import Session
@@ -78,7 +79,7 @@ class Dialect:
     def connection_pool(self, reactor: Any, writer: bool, size: int) -> adbapi.ConnectionPool:
         """A pool of ``size`` connections (threads), each configured for its role on opening."""
         args, kwargs = self.connect_arguments()
-        return adbapi.ConnectionPool(
+        return QuietConnectionPool(
             self.driver,
             *args,
             cp_min=1,

@@ -11,6 +11,7 @@ as they happen.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,6 +36,17 @@ _RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 #: How the listening connection notices a silently dead server.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+
+class _InFlightErrorFilter(logging.Filter):
+    """Drops psycopg's "error ignored terminating <Pipeline>" warning: it comes with the error
+    that ended the transaction, which the store reports (once per outage)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_InFlightErrorFilter())
 
 
 class Dialect(BaseDialect):

@@ -1,0 +1,64 @@
+"""An adbapi ``ConnectionPool`` that drops dead connections without logging tracebacks.
+
+``twisted.enterprise.adbapi`` logs "Rollback failed" with a traceback when a transaction
+fails on a connection that is gone (twice: once in ``Connection.rollback``, once in
+``ConnectionPool._runInteraction``), and "Connection close failed" when closing it fails.
+A database restart therefore filled the log with tracebacks, one or more per request
+under way.  Here a connection that cannot roll back is dropped quietly: the transaction's
+own error is still raised, and the store reports the outage once
+(``k8s_sql.store.outage``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.enterprise import adbapi
+from twisted.logger import Logger
+
+
+class QuietConnection(adbapi.Connection):
+    """A pooled connection whose failed rollback drops it and raises ``ConnectionLost``
+    without logging."""
+
+    def rollback(self) -> None:
+        """Roll back, and check that the connection still answers; drop it if not."""
+        try:
+            self._connection.rollback()
+            cursor = self._connection.cursor()
+            cursor.execute(self._pool.good_sql)
+            cursor.close()
+            self._connection.commit()
+        except Exception:
+            self._pool.disconnect(self._connection)
+            raise adbapi.ConnectionLost() from None
+
+
+class QuietConnectionPool(adbapi.ConnectionPool):
+    """A ``ConnectionPool`` (always reconnecting) that drops lost connections quietly."""
+
+    log = Logger()
+    connectionFactory = QuietConnection
+
+    def _runInteraction(self, interaction: Any, *args: Any, **kw: Any) -> Any:
+        connection = self.connectionFactory(self)
+        transaction = self.transactionFactory(self, connection)
+        try:
+            result = interaction(transaction, *args, **kw)
+            transaction.close()
+            connection.commit()
+            return result
+        except BaseException:
+            try:
+                connection.rollback()
+            except adbapi.ConnectionLost:
+                pass  # dropped; the error raised below tells why the transaction failed
+            except Exception:
+                self.log.failure("Rollback failed")
+            raise
+
+    def _close(self, connection: Any) -> None:
+        try:
+            connection.close()
+        except Exception as error:
+            self.log.debug("closing a lost connection failed: {error}", error=error)
