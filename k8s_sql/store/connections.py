@@ -23,14 +23,15 @@ class QuietConnection(adbapi.Connection):
 
     def rollback(self) -> None:
         """Roll back, and check that the connection still answers; drop it if not."""
+        connection: Any = self._connection
         try:
-            self._connection.rollback()
-            cursor = self._connection.cursor()
+            connection.rollback()
+            cursor = connection.cursor()
             cursor.execute(self._pool.good_sql)
             cursor.close()
-            self._connection.commit()
+            connection.commit()
         except Exception:
-            self._pool.disconnect(self._connection)
+            self._pool.disconnect(connection)
             raise adbapi.ConnectionLost() from None
 
 
