@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc._cython import cygrpc  # channelz, the data grpcio-channelz serves
 
 from k8s_sql.proto.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
@@ -248,9 +249,23 @@ def test_keepalive_pings_are_not_policed(dial: Callable[..., grpc.Channel]) -> N
     with dial(options) as channel:
         responses = channel.unary_stream(SERVICE + "HangStream")(b"", timeout=30)
         assert next(responses) == b"first"
-        time.sleep(0.8)  # an idle watch, pinged all along
+        pinged = keepalives_sent()
+        wait_for(lambda: keepalives_sent() >= pinged + 3, timeout=30)  # an idle watch, pinged all along
         assert channel.unary_unary(SERVICE + "Echo")(b"alive", timeout=5) == b"alive"
         responses.cancel()
+
+
+def keepalives_sent() -> int:
+    """Keepalive pings grpcio sent on every connection of this process, from its channelz data."""
+    sockets = []
+    for channel in json.loads(cygrpc.channelz_get_top_channels(0)).get("channel", []):
+        for ref in channel.get("subchannelRef", []):
+            subchannel = json.loads(cygrpc.channelz_get_subchannel(int(ref["subchannelId"])))["subchannel"]
+            sockets.extend(int(ref["socketId"]) for ref in subchannel.get("socketRef", []))
+    return sum(
+        int(json.loads(cygrpc.channelz_get_socket(socket_id))["socket"]["data"].get("keepAlivesSent", 0))
+        for socket_id in sockets
+    )
 
 
 def test_vanishing_clients_leave_nothing_behind(dial: Callable[..., grpc.Channel], channel: grpc.Channel) -> None:

@@ -42,13 +42,19 @@ def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
 def test_a_lease_kept_alive_through_one_server_is_expired_by_the_other(backend: str) -> None:
     with K8sSQL(backend) as survivor, EtcdClient(survivor.endpoint) as through_survivor:
         with K8sSQL(backend) as keeper, EtcdClient(keeper.endpoint) as through_keeper:
-            grant(through_survivor, 5, 2)
+            grant(through_survivor, 5, 3)
             put(through_survivor, b"held", 5)
-            started = time.monotonic()
-            while time.monotonic() - started < 5:  # 2.5 TTLs, both servers sweeping meanwhile
-                assert keep_alive(through_keeper, 5) == 2
-                assert count(through_survivor, b"held") == 1
-                time.sleep(0.5)
+            # A witness with the same TTL, granted after lease 5 and never renewed: once a sweep
+            # has expired it, lease 5's first deadline has passed under a sweep too.
+            grant(through_survivor, 6, 3)
+            put(through_survivor, b"witness", 6)
+            renewals = 0
+            while count(through_survivor, b"witness"):
+                assert keep_alive(through_keeper, 5) == 3
+                renewals += 1
+                time.sleep(0.2)  # the pace of a keep-alive loop, well inside the TTL
+            assert renewals > 1
+            assert count(through_survivor, b"held") == 1
             assert time_to_live(through_survivor, 5).TTL > 0
         # The keeper is gone; only the survivor can expire the lease.
         eventually(lambda: count(through_survivor, b"held") == 0)
@@ -66,16 +72,21 @@ def test_any_server_renews_any_lease(backend: str) -> None:
 
 def test_a_restart_keeps_leases_to_their_deadline(backend: str) -> None:
     with K8sSQL(backend) as server, EtcdClient(server.endpoint) as client:
+        before_grant = time.monotonic()
         grant(client, 1, 60)
+        after_grant = time.monotonic()
         put(client, b"long", 1)
         grant(client, 2, 3)
+        short_deadline = time.monotonic() + 3
         put(client, b"short", 2)
-        granted = time.monotonic()
-    time.sleep(3.5)  # the short lease's deadline passes while no server runs
+    # The short lease's deadline passes while no server runs: wait for that moment itself.
+    time.sleep(max(0.0, short_deadline - time.monotonic()))
     with K8sSQL(backend) as server, EtcdClient(server.endpoint) as client:
+        asked = time.monotonic()
         remaining = time_to_live(client, 1)
-        elapsed = time.monotonic() - granted
-        assert 60 - elapsed - 1 <= remaining.TTL <= 60 - elapsed  # neither shortened nor reset
+        answered = time.monotonic()
+        # Neither shortened nor reset: the time left is what the grant and the ask bracket.
+        assert 60 - (answered - before_grant) - 1 <= remaining.TTL <= 60 - (asked - after_grant)
         assert list(remaining.keys) == [b"long"]
         eventually(lambda: count(client, b"short") == 0)
         assert time_to_live(client, 2).TTL == -1
