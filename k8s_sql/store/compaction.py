@@ -4,8 +4,10 @@
 write that read the old point is still running.  Reads below N fail from then on, and the
 log rows nothing can read any more are deleted afterwards, a window of revisions at a time,
 each window in its own short transaction: a row is deleted when a later change of its key
-at or below N supersedes it, and tombstones at or below N go too, as in etcd.  Each key's
-latest version at or below N stays, and with it every ``prev_kv`` of the events after N.
+at or below N supersedes it, and tombstones below N go too, as in etcd.  A tombstone at N
+itself stays (until the next compaction), so that a watch from N still gets that delete
+(etcd fixed the same loss in 3.5.15, etcd-io/etcd#18089).  Each key's latest version at or
+below N stays, and with it every ``prev_kv`` of the events after N.
 Progress is recorded with each window, so an interrupted compaction resumes on next start.
 """
 
@@ -42,16 +44,17 @@ def step(session: Session, batch: int) -> bool:
     if done >= target:
         return False
     upto = min(target, max(done, 0) + batch)
+    # From the last window's end itself: a tombstone at the last compaction point goes now.
     rows = session.all(
         "SELECT revision, sub, k, deleted, prev_revision, prev_sub FROM k8s_log"
-        " WHERE revision > ? AND revision <= ? ORDER BY revision, sub",
+        " WHERE revision >= ? AND revision <= ? ORDER BY revision, sub",
         max(done, 0),
         upto,
     )
     doomed: set[tuple[int, int]] = set()
     latest: dict[tuple[bytes, int], int] = {}
     for revision, sub, key, deleted, prev_revision, prev_sub in rows:
-        if deleted:
+        if deleted and revision < target:
             doomed.add((revision, sub))
         if prev_revision:
             doomed.add((prev_revision, prev_sub))

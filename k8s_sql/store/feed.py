@@ -41,12 +41,10 @@ def changes(session: Session, after: int, limit: int, from_compaction: bool = Fa
     rows = session.all(_AFTER, after, max(limit, 1))
     if len(rows) == max(limit, 1):
         rows += session.all(_REST_OF_REVISION, rows[-1][0], rows[-1][1])
+    # Events at the compaction revision itself have no prev_kv, as in etcd, which looks it up
+    # at the revision before, compacted.
     compacted = reader.compacted
-    return tuple(
-        _event(row) if row[0] > compacted else dataclasses.replace(_event(row), prev_kv=None)
-        for row in rows
-        if row[0] > compacted or not row[7]
-    )
+    return tuple(_event(row) if row[0] > compacted else dataclasses.replace(_event(row), prev_kv=None) for row in rows)
 
 
 def _event(row: tuple) -> Event:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from k8s_sql.store.errors import Compacted, FutureRevision
-from k8s_sql.store.model import DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, TxnRequest
+from k8s_sql.store.model import DeleteRangeRequest, EventType, KeyValue, PutRequest, RangeRequest, TxnRequest
 from k8s_sql.store.schema import COMPACT_ROW
 from k8s_sql.store.session import Session
 
@@ -61,13 +61,26 @@ def test_physical_compaction_keeps_what_reads_at_or_after_it_need(run: Any, stor
     before = {at: run(store.range, RangeRequest(b"\0", b"\0", revision=at)) for at in range(5, 9)}
     events = run(store.changes, 5, 100)
     run(store.compact, 5, True)
-    # a@2 is superseded by a@4; b's tombstone at 5 goes with b@3; c@6 (after 5) stays.
-    assert log_rows(run, store) == [(4, b"a", 0), (6, b"c", 0), (7, b"a", 0), (8, b"c", 1)]
+    # a@2 is superseded by a@4 and b@3 by b's tombstone at 5, which stays (a watch from 5
+    # must see it); c@6 (after 5) stays.
+    assert log_rows(run, store) == [(4, b"a", 0), (5, b"b", 1), (6, b"c", 0), (7, b"a", 0), (8, b"c", 1)]
     assert {at: run(store.range, RangeRequest(b"\0", b"\0", revision=at)) for at in range(5, 9)} == before
     assert run(store.changes, 5, 100) == events
     run(store.compact, 8, True)
-    assert log_rows(run, store) == [(7, b"a", 0)]
+    # The tombstone at 5 goes with the next compaction; the one at 8 stays for now.
+    assert log_rows(run, store) == [(7, b"a", 0), (8, b"c", 1)]
     assert run(store.range, RangeRequest(b"\0", b"\0")).kvs == (KeyValue(b"a", 2, 7, 3, b"3"),)
+
+
+def test_a_watch_from_the_compaction_revision_gets_its_delete(run: Any, store: Any) -> None:
+    """A delete at the compaction revision reaches a watch from it (etcd-io/etcd#18089, fixed
+    in etcd 3.5.15), without prev_kv, as etcd, whose revision before is compacted."""
+    history(run, store)
+    run(store.compact, 5, True)
+    [first, *rest] = run(store.changes, 4, 100, True)
+    assert (first.type, first.kv, first.prev_kv) == (EventType.DELETE, KeyValue(b"b", mod_revision=5), None)
+    assert [event.kv.mod_revision for event in rest] == [6, 7, 8]
+    assert rest[-1].prev_kv is not None
 
 
 def test_versions_of_one_key_in_one_revision(run: Any, store: Any) -> None:
@@ -75,7 +88,7 @@ def test_versions_of_one_key_in_one_revision(run: Any, store: Any) -> None:
     run(store.txn, TxnRequest(success=(TxnRequest(success=(PutRequest(b"q", b"1"),)), TxnRequest(success=(DeleteRangeRequest(b"q"),)))))
     run(store.put, PutRequest(b"r"))
     run(store.compact, 3, True)
-    assert log_rows(run, store) == [(4, b"r", 0)]
+    assert log_rows(run, store) == [(3, b"q", 1), (4, b"r", 0)]  # the tombstone at 3 waits for the next compaction
 
 
 def test_an_interrupted_compaction_survives_a_restart_and_resumes(run: Any, store: Any, opener: Any) -> None:
@@ -91,7 +104,7 @@ def test_an_interrupted_compaction_survives_a_restart_and_resumes(run: Any, stor
     with pytest.raises(Compacted):
         run(reopened.range, RangeRequest(b"a", revision=4))
     deadline = time.monotonic() + 20
-    while log_rows(run, reopened) != [(4, b"a", 0), (6, b"c", 0), (7, b"a", 0), (8, b"c", 1)]:
+    while log_rows(run, reopened) != [(4, b"a", 0), (5, b"b", 1), (6, b"c", 0), (7, b"a", 0), (8, b"c", 1)]:
         assert time.monotonic() < deadline, "the compaction did not resume"
         time.sleep(0.05)
 
@@ -106,5 +119,6 @@ def test_large_compactions_run_in_bounded_steps(run: Any, opener: Any) -> None:
     current = run(store.current_revision)
     run(store.compact, current, True)
     rows = log_rows(run, store)
-    assert len(rows) == 40 and all(not deleted for _, _, deleted in rows)
+    assert len([row for row in rows if not row[2]]) == 40
+    assert [(revision, deleted) for revision, _, deleted in rows if deleted] == [(current, 1)] * 10  # at the compaction
     assert run(store.range, RangeRequest(b"\0", b"\0", count_only=True)).count == 40
