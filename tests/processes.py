@@ -101,14 +101,20 @@ class ServerProcess:
 class K8sSQL(ServerProcess):
     """``python -m k8s_sql`` on a free port of 127.0.0.1; ``endpoint`` is ``host:port``.
 
-    ``python_options`` go before ``-m k8s_sql``, e.g. ``("-m", "cProfile", "-o", path)``.
+    ``python_options`` go before ``-m k8s_sql``, e.g. ``("-m", "cProfile", "-o", path)``;
+    ``listen`` is the endpoint description to serve on (a free port by default).
     """
 
     def __init__(
-        self, database_url: str, *arguments: str, cwd: str | None = None, python_options: Sequence[str] = ()
+        self,
+        database_url: str,
+        *arguments: str,
+        cwd: str | None = None,
+        python_options: Sequence[str] = (),
+        listen: str = "tcp:0:interface=127.0.0.1",
     ) -> None:
         super().__init__(
-            [sys.executable, *python_options, "-m", "k8s_sql", "--listen", "tcp:0:interface=127.0.0.1", "--endpoint", database_url, *arguments],
+            [sys.executable, *python_options, "-m", "k8s_sql", "--listen", listen, "--endpoint", database_url, *arguments],
             cwd=cwd,
         )
         match = self.wait_for_output(r"serving the etcd API on (127\.0\.0\.1:\d+)")
