@@ -25,6 +25,7 @@ def main() -> int:
     parser.add_argument("--fault", action="append", choices=sorted(FAULTS), help="repeatable; default: all")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quiet", type=float, default=3.0, help="seconds between faults, at least (default 3)")
+    parser.add_argument("--pace", type=float, default=1.0, help="stretch the pauses between operations (default 1)")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--keep", help="pickle the history here when a check fails")
     options = parser.parse_args()
@@ -34,7 +35,7 @@ def main() -> int:
     try:
         for backend in options.backend or BACKENDS:
             result = run(
-                backend, duration, seed=options.seed, faults=options.fault, quiet=options.quiet, reactor=reactor,
+                backend, duration, seed=options.seed, faults=options.fault, quiet=options.quiet, reactor=reactor, pace=options.pace,
                 progress=lambda line: print(time.strftime("%H:%M:%S"), line, flush=True), keep=options.keep,
             )
             results.append(result)

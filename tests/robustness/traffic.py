@@ -51,8 +51,14 @@ def prefix_end(prefix: bytes) -> bytes:
 class Client(threading.Thread):
     """A thread that records every call it makes into the history."""
 
-    def __init__(self, number: int, endpoint: str, history: History, stop: threading.Event, seed: int) -> None:
+    #: Pause between operations: uniform between these bounds (seconds), times ``pace``.
+    PAUSE = (0.005, 0.02)
+
+    def __init__(
+        self, number: int, endpoint: str, history: History, stop: threading.Event, seed: int, pace: float = 1.0
+    ) -> None:
         super().__init__(name=f"client-{number}", daemon=True)
+        self.pace = pace
         self.number = number
         self.etcd = EtcdClient(endpoint)
         self.history = history
@@ -80,7 +86,7 @@ class Client(threading.Thread):
         try:
             while not self.stopping.is_set():
                 self.step()
-                self.stopping.wait(self.random.uniform(0.005, 0.02))
+                self.stopping.wait(self.random.uniform(*self.PAUSE) * self.pace)
         finally:
             self.etcd.close()
 
