@@ -31,8 +31,12 @@ _WATCH_ID_TAG = b"\x10"
 FRAGMENT_FIELD = b"\x38\x01"
 #: ``WatchResponse.events`` (field 11, a message).
 _EVENTS_TAG = b"\x5a"
-#: Bytes of encoded events kept for reuse by default.
+#: Bytes of encoded events kept for reuse by default (each counted with ``ENTRY_OVERHEAD``).
 DEFAULT_ENCODED_CACHE_BYTES = 8 * 1024 * 1024
+#: Memory a kept event takes besides its encoding: the Event, its KeyValues and the cache's
+#: entry (about 710 bytes on CPython 3.11 for an event with prev_kv and small keys and values).
+#: Counting only the encoding let the cache hold ten times its size: 85 MB for small events.
+ENTRY_OVERHEAD = 720
 
 
 def key_value(kv: model.KeyValue) -> bytes:
@@ -109,7 +113,8 @@ class EncodedEvents:
     Events are recognised by identity, which is cheap: the hub hands the same objects to
     every watch, and so do reads shared by watches catching up (``k8s_sql.watch.reads``).
 
-    @param max_bytes: the encoded bytes kept at most; the least recently used go first.
+    @param max_bytes: the memory kept at most, each event counted as its encoding plus
+        ``ENTRY_OVERHEAD``; the least recently used go first.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_ENCODED_CACHE_BYTES) -> None:
@@ -129,10 +134,10 @@ class EncodedEvents:
         encoded = _EVENTS_TAG + varint(len(body)) + body
         if len(encoded) <= self.max_bytes // 8:
             self._kept[key] = (change, encoded)
-            self._size += len(encoded)
+            self._size += len(encoded) + ENTRY_OVERHEAD
             while self._size > self.max_bytes:
                 _, (_, dropped) = self._kept.popitem(last=False)
-                self._size -= len(dropped)
+                self._size -= len(dropped) + ENTRY_OVERHEAD
         return encoded
 
 
