@@ -42,8 +42,10 @@ class Cluster:
             count = 2
         self.ports = [free_port() for _ in range(count)]
         self.servers: list[K8sSQL | None] = [None] * count
-        #: Every server process started, with the time it started (for RSS).
+        #: Every server process started.
         self.pids: list[int] = []
+        #: What the servers killed so far had printed.
+        self._past_output: list[str] = []
         for index in range(count):
             self.start(index)
 
@@ -66,6 +68,8 @@ class Cluster:
         assert server is not None
         server.process.kill()
         server.process.wait()
+        server._reader.join(5)
+        self._past_output.append(server.text())
         self.servers[index] = None
 
     def pause(self, index: int, paused: bool) -> None:
@@ -94,8 +98,8 @@ class Cluster:
         return None
 
     def output(self) -> str:
-        """What the running servers printed."""
-        return "".join(server.text() for server in self.servers if server is not None)
+        """What every server started so far printed."""
+        return "".join(self._past_output) + "".join(server.text() for server in self.servers if server is not None)
 
     def close(self) -> None:
         """Stop everything and drop the database."""
