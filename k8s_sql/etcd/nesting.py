@@ -49,8 +49,8 @@ def _merge_level(data: bytes, into: rpc_pb2.TxnRequest, levels: int) -> None:
     count = {_SUCCESS: 0, _FAILURE: 0}
     for number, wire_type, tag, field, value in _fields(data):
         if number in count and wire_type == _LENGTH_DELIMITED:
-            op, txn = _cut_txn(value)
-            flat += tag + _varint(len(op)) + op
+            cut, txn = _cut_txn(value)
+            flat += tag + _varint(len(cut)) + cut
             if txn is not None:
                 nested.append((number, count[number], txn))
             count[number] += 1
