@@ -9,6 +9,7 @@ or the database.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -256,9 +257,26 @@ class ServerConfig:
     )
 
 
+def worker_count(text: str) -> int:
+    """``auto`` (one per core this process may run on) or a whole number greater than zero."""
+    if text.strip() == "auto":
+        return len(os.sched_getaffinity(0))
+    return positive_int(text)
+
+
 @dataclass
 class ProcessConfig:
-    """What the command line's process uses beyond the server: its logs."""
+    """What the command line's process uses beyond the server: its worker processes and logs."""
+
+    workers: int = option(
+        1,
+        parse=worker_count,
+        help="Worker processes serving the etcd API, each a complete server on the database; auto: one per core.",
+        doc="How many worker processes serve the etcd API; `auto`: one per core. With more than one, this "
+        "process supervises them: it accepts the connections of every `--listen` endpoint and hands them to the "
+        "workers in turn, serves `--metrics-listen` for all of them, and restarts a worker that dies. See "
+        "[workers](workers.md).",
+    )
 
     log_format: str = option(
         "text",

@@ -27,6 +27,7 @@ from twisted.logger import (
     formatEventAsClassicLogText,
 )
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 #: The values of ``--log-format``.
 LOG_FORMATS = ("text", "json")
@@ -73,12 +74,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def log_observer(log_format: str, level: str, out: IO[str]) -> ILogObserver:
-    """An observer writing events at ``level`` or above to ``out`` in ``log_format``."""
+def log_observer(log_format: str, level: str, out: IO[str], worker: int | None = None) -> ILogObserver:
+    """An observer writing events at ``level`` or above to ``out`` in ``log_format``; the
+    events of a worker process say which (``worker`` field, ``[worker N ...]`` in text)."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"unknown log format {log_format!r}: use {' or '.join(LOG_FORMATS)}")
     if level not in LOG_LEVELS:
         raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LOG_LEVELS)}")
     formatter = event_as_json if log_format == "json" else formatEventAsClassicLogText
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
-    return FilteringLogObserver(FileLogObserver(out, formatter), [predicate])
+    observer: ILogObserver = FilteringLogObserver(FileLogObserver(out, formatter), [predicate])
+    return observer if worker is None else _WorkerEvents(observer, worker)
+
+
+@implementer(ILogObserver)
+class _WorkerEvents:
+    """Passes events on, marked as a worker process's."""
+
+    def __init__(self, observer: ILogObserver, worker: int) -> None:
+        self.observer = observer
+        self.worker = worker
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Mark ``event`` and pass it on."""
+        level = event.get("log_level", LogLevel.info)
+        system = f"worker {self.worker} {event.get('log_namespace', '-')}#{level.name}"
+        self.observer({**event, "worker": self.worker, "log_system": system})

@@ -32,9 +32,10 @@ from typing import Any
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 
 from k8s_sql.config import ConfigurationError, ServerConfig, ServerPlan, plan_server
 from k8s_sql.etcd.auth import AuthService
@@ -68,6 +69,8 @@ from k8s_sql.watch.hub import WatchHub
 
 __all__ = ["ConfigurationError", "K8sSQLService", "ServerConfig", "describe_address", "member_id"]
 
+#: An endpoint to listen on, with its description.
+Endpoint = tuple[str, IStreamServerEndpoint]
 #: What gRPC adds to the largest request, as etcd's ``MaxRequestBytesWithOverhead``.
 GRPC_OVERHEAD_BYTES = 512 * KiB
 
@@ -142,12 +145,27 @@ class K8sSQLService(StagedService):
 
     @param config: what to serve, from where.
     @param reactor: the reactor to listen and schedule on.
+    @param endpoints: replaces the endpoints of ``config.listen`` (given as planned) with
+        what to serve the etcd API on instead (a worker process takes the connections its
+        supervisor accepted).
+    @param housekeeping: whether this server sweeps leases and compacts (one worker process
+        of several does).
+    @param client_metrics: the ``/metrics`` page of the client ports, instead of this
+        server's own (a worker process shows its whole server's).
     @raise ConfigurationError: when ``config`` cannot work (see ``plan_server``).
     """
 
     log = Logger()
 
-    def __init__(self, config: ServerConfig, reactor: Any) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        reactor: Any,
+        *,
+        endpoints: Callable[[Sequence[Endpoint]], Sequence[Endpoint]] | None = None,
+        housekeeping: bool = True,
+        client_metrics: Resource | None = None,
+    ) -> None:
         super().__init__()
         self.setName("k8s-sql")
         self.config = config
@@ -164,6 +182,8 @@ class K8sSQLService(StagedService):
         )
         #: The store served; usable once the server is ready.
         self.store: IStore = store
+        #: Its commit signals (``k8s_sql.store.signals``).
+        self.signals = store.signals
         observers: list[TransactionObserver] = [metrics.transaction_ended]
         if config.slow_sql_threshold > 0:
             observers.append(SlowTransactionLog(config.slow_sql_threshold))
@@ -174,15 +194,16 @@ class K8sSQLService(StagedService):
         follower = Follower(store, hub, reactor)
         self._stage("follower", follower)
 
-        housekeeping = MultiService()
-        sweeper = LeaseSweeper(store, reactor, config.lease_sweep_interval)
-        sweeper.setName("lease-sweeper")
-        housekeeping.addService(sweeper)
-        if self.plan.compaction is not None:
+        jobs = MultiService()
+        if housekeeping:
+            sweeper = LeaseSweeper(store, reactor, config.lease_sweep_interval)
+            sweeper.setName("lease-sweeper")
+            jobs.addService(sweeper)
+        if housekeeping and self.plan.compaction is not None:
             compactor = AutoCompactor(store, reactor, self.plan.compaction)
             compactor.setName("compactor")
-            housekeeping.addService(compactor)
-        self._stage("housekeeping", housekeeping)
+            jobs.addService(compactor)
+        self._stage("housekeeping", jobs)
 
         registry = MethodRegistry()
         self._stage("etcd", EtcdAPI(registry, config, store, hub, follower, reactor, self.client_urls))
@@ -204,11 +225,17 @@ class K8sSQLService(StagedService):
             call_observer=counted.observe,
         )
         pages = metrics_pages(metrics, store, reactor, database_health)
+        if client_metrics is not None:
+            pages[b"metrics"] = client_metrics
         #: What each etcd API port serves: gRPC, and etcd's JSON gateway over HTTP/1.1.
         self.client_port = ClientPort(self.factory, gateway, client_site(gateway, pages, config.emulated_etcd_version))
-        self._client = GRPCServer(self.client_port, self.plan.grpc, config.shutdown_grace)
+        self._client = GRPCServer(
+            self.client_port, self.plan.grpc if endpoints is None else endpoints(self.plan.grpc), config.shutdown_grace
+        )
         self._stage("client", self._client)
 
+        #: Whether the database answers, as the health pages check it.
+        self.database_health = database_health
         site = metrics_site(metrics, store, reactor, database_health)
         self._metrics = StagedService()
         for description, endpoint in self.plan.metrics:

@@ -30,6 +30,10 @@ from k8s_sql.config import ConfigurationError, ProcessConfig, ServerConfig
 from k8s_sql.logs import log_observer
 from k8s_sql.options import Option, markdown_table, options_of
 from k8s_sql.service import K8sSQLService
+from k8s_sql.workers.supervisor import WorkerSupervisor
+
+#: What the command runs: a server, or the supervisor of its worker processes.
+Server = K8sSQLService | WorkerSupervisor
 
 #: Every option, in the order ``--help`` and the docs list them.
 OPTIONS = list(options_of(ServerConfig, ProcessConfig))
@@ -76,8 +80,15 @@ class Options(usage.Options):
         for opt in OPTIONS:
             if opt.spec.repeat:
                 self[opt.name] = []
+        #: The command line parsed (worker processes are given the same).
+        self.argv: list[str] = []
         #: The server these options describe, once parsed.
-        self.service: K8sSQLService | None = None
+        self.service: Server | None = None
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """Parse ``options`` (default: the process's arguments)."""
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(self.argv)
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -101,9 +112,15 @@ class Options(usage.Options):
         if reactor is None:
             from twisted.internet import reactor
         try:
-            self.service = K8sSQLService(self.config(), reactor)
+            self.service = self.make_service(self.config(), self.process(), reactor)
         except ConfigurationError as error:
             raise usage.UsageError(str(error)) from None
+
+    def make_service(self, config: ServerConfig, process: ProcessConfig, reactor: Any) -> Server:
+        """The server these options describe: one process, or a supervisor of several."""
+        if process.workers == 1:
+            return K8sSQLService(config, reactor)
+        return WorkerSupervisor(config, process, self.argv, reactor, process.workers)
 
     def config(self) -> ServerConfig:
         """The server configuration these options describe."""
@@ -148,7 +165,7 @@ class TwistdService(MultiService):
 
     log = Logger()
 
-    def __init__(self, server: K8sSQLService, reactor: Any, observer: ILogObserver | None) -> None:
+    def __init__(self, server: Server, reactor: Any, observer: ILogObserver | None) -> None:
         super().__init__()
         self.server = server
         self.reactor = reactor
@@ -217,10 +234,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         [log_observer(process.log_format, process.log_level, sys.stdout)], redirectStandardIO=False
     )
     assert options.service is not None
-    react(_serve, (options.service,))
+    react(serve, (options.service,))
 
 
-async def _serve(reactor: Any, service: K8sSQLService) -> None:
+async def serve(reactor: Any, service: Server) -> None:
+    """Run ``service`` until the reactor stops (SIGTERM, SIGINT); ``SystemExit(1)`` if it
+    cannot start (it has logged why)."""
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     service.startService()
     try:
@@ -228,5 +247,5 @@ async def _serve(reactor: Any, service: K8sSQLService) -> None:
     except CancelledError:
         return  # stopped (SIGTERM, SIGINT) while starting
     except Exception:
-        raise SystemExit(1) from None  # the service has logged why
+        raise SystemExit(1) from None
     await Deferred()  # serve until SIGTERM or SIGINT stops the reactor

@@ -99,14 +99,19 @@ class TLSServerEndpoint:
     """Serve TLS (with the given options) over any other stream server endpoint."""
 
     def __init__(self, wrapped: IStreamServerEndpoint, options: CertificateOptions) -> None:
-        self._wrapped = wrapped
+        #: The endpoint listened on, below TLS.
+        self.wrapped = wrapped
         self._options = options
+
+    def wrap(self, protocolFactory: IProtocolFactory) -> TLSMemoryBIOFactory:
+        """``protocolFactory`` behind this endpoint's TLS."""
+        factory = TLSMemoryBIOFactory(self._options, False, protocolFactory)
+        factory.noisy = False
+        return factory
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen on the wrapped endpoint; each connection is TLS, then ``protocolFactory``."""
-        factory = TLSMemoryBIOFactory(self._options, False, protocolFactory)
-        factory.noisy = False
-        return self._wrapped.listen(factory)
+        return self.wrapped.listen(self.wrap(protocolFactory))
 
 
 def server_endpoint(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.exposition import choose_encoder
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -34,7 +34,7 @@ from k8s_sql.store.interfaces import IStore
 TEXT = b"text/plain; charset=utf-8"
 
 
-class _Answer(Resource):
+class AnswerPage(Resource):
     """A leaf whose answer is computed asynchronously by ``answer(request)``."""
 
     isLeaf = True
@@ -63,7 +63,7 @@ class _Answer(Resource):
         raise NotImplementedError
 
 
-class MetricsPage(_Answer):
+class MetricsPage(AnswerPage):
     """``/metrics``."""
 
     def __init__(self, metrics: ServerMetrics, store: IStore, clock: IReactorTime) -> None:
@@ -80,10 +80,17 @@ class MetricsPage(_Answer):
         return 200, content_type.encode("ascii"), encoder(self.metrics.registry)
 
 
-class HealthPage(_Answer):
+class HealthCheck(Protocol):
+    """What the health pages ask: ``DatabaseHealth``, or a check run elsewhere."""
+
+    def check(self) -> Deferred[str | None]:
+        """Fire with ``None`` when healthy, else with the reason."""
+
+
+class HealthPage(AnswerPage):
     """``/health``, as etcd answers it."""
 
-    def __init__(self, health: DatabaseHealth) -> None:
+    def __init__(self, health: HealthCheck) -> None:
         super().__init__()
         self.health = health
 
@@ -96,7 +103,7 @@ class HealthPage(_Answer):
         return 503 if reason else 200, b"application/json", body
 
 
-class ProbePage(_Answer):
+class ProbePage(AnswerPage):
     """``/readyz`` (``check`` is the database check) or ``/livez`` (no check)."""
 
     def __init__(self, check: Callable[[], Deferred[str | None]] | None = None) -> None:
@@ -111,7 +118,7 @@ class ProbePage(_Answer):
         return 200, TEXT, b"ok\n"
 
 
-class _Root(Resource):
+class Root(Resource):
     """The site's root: its children, and 404 for anything else."""
 
     def getChild(self, path: bytes, request: Request) -> IResource:
@@ -142,7 +149,7 @@ def metrics_pages(
 
 def metrics_site(metrics: ServerMetrics, store: IStore, clock: IReactorTime, health: DatabaseHealth) -> Site:
     """The site serving ``/metrics``, ``/health``, ``/readyz`` and ``/livez``."""
-    root = _Root()
+    root = Root()
     for name, page in metrics_pages(metrics, store, clock, health).items():
         root.putChild(name, page)
     return MetricsSite(root)

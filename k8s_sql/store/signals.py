@@ -11,7 +11,7 @@ lost or repeated signal delays an event by at most one poll and never reorders o
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -53,6 +53,7 @@ class CommitSignals:
         self.poll_interval = poll_interval
         self._listen = listen
         self._observers: list[CommitObserver] = []
+        self._local: list[Callable[[int], None]] = []
         self._channel: Stoppable | None = None
         self._poller: LoopingCall | None = None
 
@@ -65,9 +66,23 @@ class CommitSignals:
         self._observers.append(observer)
         return lambda: self._observers.remove(observer)
 
+    def subscribe_local(self, observer: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``observer(revision)`` after each commit made through this store only (to pass
+        the news on to processes that share the database); returns the unsubscriber."""
+        self._local.append(observer)
+        return lambda: self._local.remove(observer)
+
     def committed(self, revision: int | None) -> None:
         """Signal that ``revision`` is committed (``None``: something may be); any source calls this."""
-        for observer in list(self._observers):
+        self._tell(self._observers, revision)
+
+    def local(self, revision: int) -> None:
+        """Signal a commit made through this store: every observer hears of it, local ones too."""
+        self._tell(self._observers, revision)
+        self._tell(self._local, revision)
+
+    def _tell(self, observers: list[Any], revision: int | None) -> None:
+        for observer in list(observers):
             try:
                 observer(revision)
             except Exception:

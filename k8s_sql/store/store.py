@@ -118,7 +118,7 @@ class SQLStore:
         self._background: set[defer.Deferred] = set()
         self._closing = False
         self._opened = False
-        self._writes = WriteQueue(self._run_batch, self.signals.committed)
+        self._writes = WriteQueue(self._run_batch, self.signals.local)
 
     @_deferred
     async def open(self) -> SQLStore:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tests.differential import strip_identity
 from tests.processes import Etcd, K8sSQL, etcdctl
 
@@ -45,10 +47,11 @@ def run_commands(endpoint: str) -> list[Any]:
     return answers
 
 
-def test_etcdctl_prints_the_same(backend: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_etcdctl_prints_the_same(backend: str, workers: int) -> None:
     with Etcd() as etcd:
         expected = run_commands(etcd.endpoint)
-    with K8sSQL(backend) as server:
+    with K8sSQL(backend, "--workers", str(workers)) as server:
         got = run_commands(server.endpoint)
     for (arguments, _), want, have in zip(COMMANDS, expected, got):
         assert have == want, f"etcdctl {' '.join(arguments)}"

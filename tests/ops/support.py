@@ -23,6 +23,8 @@ from tests.processes import ServerProcess
 Run = Callable[..., Any]
 #: The twistd script installed beside this Python.
 TWISTD = str(Path(sys.executable).parent / "twistd")
+#: The console script installed beside this Python.
+K8S_SQL = str(Path(sys.executable).parent / "k8s-sql")
 LOCAL = "tcp:0:interface=127.0.0.1"
 
 

@@ -18,11 +18,10 @@ import pytest
 
 from k8s_sql.proto import rpc_pb2
 from tests.etcdclient import EtcdClient
-from tests.ops.support import TWISTD, Twistd, scrape
+from tests.ops.support import K8S_SQL, TWISTD, Twistd, scrape
 from tests.processes import ServerProcess, etcdctl, free_port
 
 #: The console script installed beside this Python.
-K8S_SQL = str(Path(sys.executable).parent / "k8s-sql")
 LOCAL = "tcp:0:interface=127.0.0.1"
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import re
 
+from twisted.internet.testing import MemoryReactor
+
+from k8s_sql.config import ProcessConfig, ServerConfig
 from k8s_sql.metrics.collectors import ServerMetrics
 from k8s_sql.options import TABLE_END, TABLE_START
 from k8s_sql.tap import OPTIONS, Options
+from k8s_sql.workers.supervisor import WorkerSupervisor
 from tests.processes import SOURCE_ROOT
 
 DOCS = SOURCE_ROOT / "docs"
@@ -46,8 +50,10 @@ def test_help_shows_every_documented_option() -> None:
 
 def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
     served = set()
-    for family in ServerMetrics("3.6.4").registry.collect():
-        served.add(family.name + ("_total" if family.type == "counter" else ""))
+    supervisor = WorkerSupervisor(ServerConfig(), ProcessConfig(), [], MemoryReactor(), 2)
+    for registry in (ServerMetrics("3.6.4").registry, supervisor.registry):
+        for family in registry.collect():
+            served.add(family.name + ("_total" if family.type == "counter" else ""))
     documented = {row[0].strip("`") for row in table_rows("metrics.md") if not row[0].startswith("`/")}
     assert {name for name in served if not name.startswith("process_")} == documented - {"process_*"}
     assert any(name.startswith("process_") for name in served) and "process_*" in documented

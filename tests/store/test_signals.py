@@ -84,3 +84,17 @@ def test_the_push_channel_announces_until_stopped() -> None:
     assert seen == [9]
     ensureDeferred(signals.stop())
     assert channel.stopped
+
+
+def test_local_commits_reach_local_observers_and_others_do_not() -> None:
+    signals = CommitSignals(Clock())
+    everything: list[int | None] = []
+    local: list[int] = []
+    signals.subscribe(everything.append)
+    leave = signals.subscribe_local(local.append)
+    signals.local(2)
+    signals.committed(3)  # from another process: not to be passed on again
+    signals.committed(None)
+    leave()
+    signals.local(4)
+    assert everything == [2, 3, None, 4] and local == [2]
