@@ -1,7 +1,9 @@
 """gRPC's use of HTTP/2 header blocks: request heads, timeouts, metadata and status.
 
 Header names and values stay ``bytes`` (h2 runs with ``header_encoding=None``); only
-what handlers see is decoded.
+what handlers see is decoded.  ``parse_request`` also checks that a request's header
+block is well formed as HTTP/2 asks (RFC 9113 section 8.2 and 8.3), in the one pass it
+makes anyway: h2's own, more general, inbound validation is off.
 """
 
 from __future__ import annotations
@@ -51,6 +53,21 @@ _METADATA_NAME = re.compile(r"[0-9a-z_.\-]+")
 Metadata = tuple[tuple[str, "str | bytes"], ...]
 
 
+#: Header names: lower-case tokens (RFC 9110 5.1, RFC 9113 8.2.1).
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: What a field value must not hold (RFC 9113 8.2.1): NUL, CR, LF, or surrounding whitespace.
+_BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+#: Headers that HTTP/2 forbids (RFC 9113 8.2.2); ``te`` may only say ``trailers``.
+_CONNECTION_SPECIFIC = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"))
+#: The pseudo-headers of a request, and those it must have (RFC 9113 8.3.1).
+_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
+_REQUIRED_PSEUDO = frozenset((b":method", b":scheme", b":path"))
+
+
+class MalformedRequest(Exception):
+    """A request header block HTTP/2 calls malformed: the stream is reset (PROTOCOL_ERROR)."""
+
+
 class RequestRejected(Exception):
     """A request refused before any handler sees it, answered with one header block."""
 
@@ -72,7 +89,13 @@ class RequestHead(NamedTuple):
 
 
 def parse_request(headers: Iterable[Header]) -> RequestHead:
-    """Read a request's header block, rejecting what grpc-go rejects with its statuses."""
+    """Read a request's header block, rejecting what grpc-go rejects with its statuses.
+
+    Raises ``MalformedRequest`` for a block HTTP/2 calls malformed: a name not a lower-case
+    token, a value with NUL, CR, LF or surrounding whitespace, a connection-specific header,
+    ``te`` other than ``trailers``, pseudo-headers unknown, repeated, missing, empty
+    (``:path``) or after a regular header.
+    """
     path = b""
     method = b""
     content_type = b""
@@ -80,13 +103,25 @@ def parse_request(headers: Iterable[Header]) -> RequestHead:
     encoding = None
     metadata: list[tuple[str, str | bytes]] = []
     bad_header = None
+    pseudo: set[bytes] = set()
+    regular = False
+    name_ok, bad_value = _NAME.fullmatch, _BAD_VALUE.search
     for name, value in headers:
+        if bad_value(value):
+            raise MalformedRequest(f"header {name!r} has a value HTTP/2 forbids")
         if name[:1] == b":":
+            if regular or name not in _REQUEST_PSEUDO or name in pseudo:
+                raise MalformedRequest(f"pseudo-header {name!r} is unknown, repeated or after a regular header")
+            pseudo.add(name)
             if name == b":path":
                 path = value
             elif name == b":method":
                 method = value
-        elif name not in _RESERVED:
+            continue
+        regular = True
+        if not name_ok(name) or name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+            raise MalformedRequest(f"header {name!r} is not allowed in HTTP/2")
+        if name not in _RESERVED:
             if name[-4:] == b"-bin":
                 try:
                     metadata.append((name.decode("latin-1"), decode_binary(value)))
@@ -103,6 +138,8 @@ def parse_request(headers: Iterable[Header]) -> RequestHead:
                 bad_header = bad_header or f"malformed grpc-timeout: {e}"
         elif name == b"grpc-encoding":
             encoding = value
+    if not pseudo >= _REQUIRED_PSEUDO or not path:
+        raise MalformedRequest("a request needs :method, :scheme and a non-empty :path")
     if not _is_grpc_content_type(content_type):
         raise RequestRejected(
             415,

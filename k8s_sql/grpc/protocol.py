@@ -28,6 +28,7 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+from hpack import Encoder, NeverIndexedHeaderTuple
 from hyperframe.frame import GoAwayFrame
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -37,7 +38,15 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from k8s_sql.grpc.frameguard import FrameLengthGuard
-from k8s_sql.grpc.headers import Header, RequestRejected, parse_request, rejection_headers
+from k8s_sql.grpc.headers import (
+    RESPONSE_HEADERS,
+    Header,
+    MalformedRequest,
+    RequestRejected,
+    parse_request,
+    rejection_headers,
+    status_headers,
+)
 from k8s_sql.grpc.interfaces import ICallConnection, IMethodLookup
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.grpc.stream import CallLimits, ServerCall
@@ -59,8 +68,43 @@ _DEFAULT_WINDOW = 65535
 CallObserver = Callable[[str, StatusCode, float], None]
 
 
+def _prepared(headers: Sequence[Header]) -> bytes:
+    """An HPACK block for ``headers`` that uses the static table only and indexes nothing,
+    so that it is right whatever the dynamic table of the connection holds."""
+    encoder = Encoder()
+    return b"".join(
+        encoder.encode([header]) if header in _STATIC_ENTRIES else encoder.encode([NeverIndexedHeaderTuple(*header)])
+        for header in headers
+    )
+
+
+#: Header fields HPACK's static table holds whole (RFC 7541 appendix A): indexed, they add nothing.
+_STATIC_ENTRIES = frozenset({(b":status", b"200")})
+#: The header blocks every call sends, encoded once: response headers and the OK trailers.
+_PREPARED_BLOCKS = {
+    tuple(headers): _prepared(headers) for headers in (RESPONSE_HEADERS, status_headers(StatusCode.OK, ""))
+}
+
+
+class _PreparedEncoder(Encoder):
+    """hpack's encoder, answering the header blocks every call sends with prepared bytes.
+
+    A prepared block leaves the dynamic table as it is, so hpack's encoder stays in step
+    with the peer's decoder; after a change of the table's size, which the next block must
+    announce, hpack encodes it.
+    """
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        """The block for ``headers``."""
+        block = _PREPARED_BLOCKS.get(tuple(headers))
+        if block is not None and not self.header_table.resized:
+            return block
+        return super().encode(headers, huffman)
+
+
 class _H2Connection(H2Connection):
-    """h2's server connection, counting open streams in amortized constant time.
+    """h2's server connection, counting open streams in amortized constant time, with the
+    header blocks every call sends encoded once (``_PreparedEncoder``).
 
     h2 counts open streams (pruning closed ones from ``streams``) by scanning them all
     whenever a stream opens: quadratic on a connection that holds many long-lived
@@ -70,6 +114,10 @@ class _H2Connection(H2Connection):
     """
 
     _next_scan = 64
+
+    def __init__(self, config: H2Configuration) -> None:
+        super().__init__(config)
+        self.encoder = _PreparedEncoder()
 
     @property
     def open_inbound_streams(self) -> int:
@@ -317,6 +365,11 @@ class GRPCProtocol(Protocol):
         try:
             head = parse_request(event.headers)
             method = factory.registry.lookup(head.path)
+        except MalformedRequest as e:
+            self.log.debug("Malformed request from {peer}: {error}", peer=self._peer, error=e)
+            self._h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.factory.observe("", StatusCode.INTERNAL, 0.0)
+            return
         except RequestRejected as e:
             self._reject(stream_id, e.http_status, e)
             return
@@ -332,7 +385,7 @@ class GRPCProtocol(Protocol):
         self._h2.send_headers(stream_id, rejection_headers(http_status, error), end_stream=True)
         if self.remote_open(stream_id):
             self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-        self.factory._observe("", error.code, 0.0)
+        self.factory.observe("", error.code, 0.0)
 
     def _data_received(self, event: DataReceived) -> None:
         length = event.flow_controlled_length
@@ -516,12 +569,15 @@ class GRPCServerFactory(Factory):
         #: How many calls are in progress on all connections.
         self.open_calls = 0
         # Outbound headers are ours (metadata is checked by encode_metadata): h2 need not
-        # validate them again.  Inbound validation stays: clients are not trusted.
+        # validate them again.  Inbound headers are validated by parse_request in the pass
+        # it makes anyway (a malformed request's stream is reset), cheaper than h2's checks.
         self._h2_config = H2Configuration(
             client_side=False,
             header_encoding=None,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
         )
         self._local_settings = {
             SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
@@ -595,9 +651,10 @@ class GRPCServerFactory(Factory):
 
     def _call_finished(self, method: str, code: StatusCode, duration: float) -> None:
         self.open_calls -= 1
-        self._observe(method, code, duration)
+        self.observe(method, code, duration)
 
-    def _observe(self, method: str, code: StatusCode, duration: float) -> None:
+    def observe(self, method: str, code: StatusCode, duration: float) -> None:
+        """Report a call that ended (or a request refused, as method "") to the call observer."""
         observer = self.call_observer
         if observer is not None:
             try:

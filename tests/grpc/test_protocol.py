@@ -11,7 +11,7 @@ import pytest
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, PingAckReceived
 from h2.settings import SettingCodes
-from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
 from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
@@ -502,24 +502,63 @@ def test_garbage_closes_only_that_connection(factory: GRPCServerFactory, garbage
     assert good.response(good.call(SERVICE + "Echo", message(b"ok"))).messages() == [b"ok"]
 
 
-@pytest.mark.parametrize("headers", [
-    [(b"x-big", b"b" * 70000)],  # over MAX_HEADER_LIST_SIZE
-    [(b"connection", b"close")],  # not allowed in HTTP/2
-])
-def test_invalid_header_blocks_close_the_connection(factory: GRPCServerFactory, headers: list) -> None:
-    bad = Peer(factory)
-    good = Peer(factory)
-    stream = bad.h2.get_next_available_stream_id()
-    block = bad.h2.encoder.encode(request_headers(SERVICE + "Echo", *headers))
+def send_block(peer: Peer, headers: list[tuple[bytes, bytes]]) -> int:
+    """Send ``headers`` as one header block, HEADERS and CONTINUATION frames, unchecked."""
+    stream = peer.h2.get_next_available_stream_id()
+    block = peer.h2.encoder.encode(headers)
     pieces = [block[i:i + 16384] for i in range(0, len(block), 16384)]
     frames = [HeadersFrame(stream, data=pieces[0], flags=["END_STREAM"])]
     frames += [ContinuationFrame(stream, data=piece) for piece in pieces[1:]]
     frames[-1].flags.add("END_HEADERS")
-    bad.send_raw(b"".join(frame.serialize() for frame in frames))
+    peer.send_raw(b"".join(frame.serialize() for frame in frames))
+    peer.h2.highest_outbound_stream_id = stream  # the client's own next stream comes after it
+    return stream
+
+
+def test_a_header_list_over_the_limit_closes_the_connection(factory: GRPCServerFactory) -> None:
+    bad = Peer(factory)
+    good = Peer(factory)
+    send_block(bad, request_headers(SERVICE + "Echo", (b"x-big", b"b" * 70000)))  # over MAX_HEADER_LIST_SIZE
     assert bad.closed and not bad.protocol._calls
     goaway = bad.raw_frames()[-1]
     assert isinstance(goaway, GoAwayFrame) and goaway.error_code != ErrorCodes.FRAME_SIZE_ERROR
     assert good.response(good.call(SERVICE + "Echo", message(b"ok"))).messages() == [b"ok"]
+
+
+ECHO = SERVICE + "Echo"
+
+
+@pytest.mark.parametrize("headers", [
+    request_headers(ECHO, (b"connection", b"close")),  # connection-specific (RFC 9113 8.2.2)
+    request_headers(ECHO, (b"keep-alive", b"300")),
+    request_headers(ECHO, (b"transfer-encoding", b"chunked")),
+    request_headers(ECHO, (b"upgrade", b"h2c")),
+    request_headers(ECHO, (b"te", b"gzip")),  # te other than trailers
+    request_headers(ECHO, (b"X-Upper", b"v")),  # not lower case
+    request_headers(ECHO, (b"bad name", b"v")),  # not a token
+    request_headers(ECHO, (b"", b"v")),  # empty name
+    request_headers(ECHO, (b"x-nul", b"a\x00b")),  # NUL, CR or LF in a value
+    request_headers(ECHO, (b"x-cr", b"a\rb")),
+    request_headers(ECHO, (b"x-lf", b"a\nb")),
+    request_headers(ECHO, (b"x-space", b" leading")),  # surrounding whitespace
+    request_headers(ECHO, (b"x-tab", b"trailing\t")),
+    [*request_headers(ECHO), (b":status", b"200")],  # a response's pseudo-header, after regular ones
+    request_headers(ECHO, (b":path", b"/again")),  # a pseudo-header after regular ones
+    [(b":path", ECHO.encode()), *request_headers(ECHO)],  # repeated
+    [(b":protocol", b"websocket"), *request_headers(ECHO)],  # unknown
+    [header for header in request_headers(ECHO) if header[0] != b":method"],  # missing
+    [header for header in request_headers(ECHO) if header[0] != b":scheme"],
+    [(b":path", b"") if name == b":path" else (name, value) for name, value in request_headers(ECHO)],  # empty
+])
+def test_a_malformed_request_resets_its_stream_and_the_connection_serves_on(
+    factory: GRPCServerFactory, headers: list
+) -> None:
+    peer = Peer(factory)
+    stream = send_block(peer, headers)
+    resets = [frame for frame in peer.raw_frames() if isinstance(frame, RstStreamFrame) and frame.stream_id == stream]
+    assert [frame.error_code for frame in resets] == [ErrorCodes.PROTOCOL_ERROR]
+    assert not peer.closed and not peer.protocol._calls
+    assert peer.response(peer.call(ECHO, message(b"ok"))).messages() == [b"ok"]
 
 
 def test_oversized_frame_is_a_frame_size_error(peer: Peer) -> None:
