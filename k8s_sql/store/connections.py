@@ -7,10 +7,14 @@ A database restart therefore filled the log with tracebacks, one or more per req
 under way.  Here a connection that cannot roll back is dropped quietly: the transaction's
 own error is still raised, and the store reports the outage once
 (``k8s_sql.store.outage``).
+
+A pool may also hold a lock around each interaction, its transaction and commit
+(``interaction_lock``): SQLite's writer takes a file lock there (``k8s_sql.store.filelock``).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from twisted.enterprise import adbapi
@@ -40,8 +44,14 @@ class QuietConnectionPool(adbapi.ConnectionPool):
 
     log = Logger()
     connectionFactory = QuietConnection
+    #: Held around each interaction, from before its first statement to after its commit.
+    interaction_lock: AbstractContextManager[Any] = nullcontext()
 
     def _runInteraction(self, interaction: Any, *args: Any, **kw: Any) -> Any:
+        with self.interaction_lock:
+            return self._interact(interaction, *args, **kw)
+
+    def _interact(self, interaction: Any, *args: Any, **kw: Any) -> Any:
         connection = self.connectionFactory(self)
         transaction = self.transactionFactory(self, connection)
         try:
@@ -57,6 +67,13 @@ class QuietConnectionPool(adbapi.ConnectionPool):
             except Exception:
                 self.log.failure("Rollback failed")
             raise
+
+    def finalClose(self) -> None:
+        """Close the connections, and the interaction lock's file if it has one."""
+        super().finalClose()
+        close = getattr(self.interaction_lock, "close", None)
+        if close is not None:
+            close()
 
     def _close(self, connection: Any) -> None:
         try:

@@ -8,7 +8,6 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from twisted.enterprise import adbapi
 from zope.interface import implementer
 
 from k8s_sql.store import schema
@@ -76,7 +75,7 @@ class Dialect:
             self.key_type, self.blob_type, self.real_type, self.table_options, self.inline_indexes, self.clustered
         )
 
-    def connection_pool(self, reactor: Any, writer: bool, size: int) -> adbapi.ConnectionPool:
+    def connection_pool(self, reactor: Any, writer: bool, size: int) -> QuietConnectionPool:
         """A pool of ``size`` connections (threads), each configured for its role on opening."""
         args, kwargs = self.connect_arguments()
         return QuietConnectionPool(

@@ -12,8 +12,10 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+from k8s_sql.store.connections import QuietConnectionPool
 from k8s_sql.store.dialects.base import Dialect as BaseDialect
 from k8s_sql.store.dialects.base import Fault
+from k8s_sql.store.filelock import FileLock
 from k8s_sql.store.model import DatabaseSize
 from k8s_sql.store.session import Session
 
@@ -43,9 +45,15 @@ class Dialect(BaseDialect):
     #: read from holding up all the others.
     default_readers = 2
 
-    def connection_pool(self, reactor: Any, writer: bool, size: int):
-        """One connection for the writer, since SQLite has one writer at a time."""
-        return super().connection_pool(reactor, writer, 1 if writer else size)
+    def connection_pool(self, reactor: Any, writer: bool, size: int) -> QuietConnectionPool:
+        """One connection for the writer, since SQLite has one writer at a time; for a
+        database file, its transactions hold ``FileLock`` on ``<file>-lock``, so that the
+        writers of several processes take turns without polling (``k8s_sql.store.filelock``)."""
+        pool = super().connection_pool(reactor, writer, 1 if writer else size)
+        database = self.url.database
+        if writer and database and database != ":memory:" and not database.startswith("file:"):
+            pool.interaction_lock = FileLock(f"{database}-lock")
+        return pool
 
     def connect_arguments(self) -> tuple[tuple, dict[str, Any]]:
         """Autocommit mode (the store issues BEGIN), usable from the pool's threads."""
@@ -83,7 +91,8 @@ class Dialect(BaseDialect):
 
     def fault(self, error: BaseException) -> Fault | None:
         """Operational errors mean unavailable: "database is locked" comes only once
-        ``BUSY_TIMEOUT`` has passed waiting for another process's write lock."""
-        if isinstance(error, sqlite3.OperationalError):
+        ``BUSY_TIMEOUT`` has passed waiting for another process's write lock; so does a
+        lock file that cannot be opened (``OSError``)."""
+        if isinstance(error, (sqlite3.OperationalError, OSError)):
             return Fault.UNAVAILABLE
         return None
