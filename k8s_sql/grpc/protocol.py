@@ -28,7 +28,6 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
-from hpack import Encoder, NeverIndexedHeaderTuple
 from hyperframe.frame import GoAwayFrame
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -47,6 +46,7 @@ from k8s_sql.grpc.headers import (
     rejection_headers,
     status_headers,
 )
+from k8s_sql.grpc.hpackcodec import Decoder, PreparedEncoder, prepare
 from k8s_sql.grpc.interfaces import ICallConnection, IMethodLookup
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.grpc.stream import CallLimits, ServerCall
@@ -68,43 +68,15 @@ _DEFAULT_WINDOW = 65535
 CallObserver = Callable[[str, StatusCode, float], None]
 
 
-def _prepared(headers: Sequence[Header]) -> bytes:
-    """An HPACK block for ``headers`` that uses the static table only and indexes nothing,
-    so that it is right whatever the dynamic table of the connection holds."""
-    encoder = Encoder()
-    return b"".join(
-        encoder.encode([header]) if header in _STATIC_ENTRIES else encoder.encode([NeverIndexedHeaderTuple(*header)])
-        for header in headers
-    )
-
-
-#: Header fields HPACK's static table holds whole (RFC 7541 appendix A): indexed, they add nothing.
-_STATIC_ENTRIES = frozenset({(b":status", b"200")})
 #: The header blocks every call sends, encoded once: response headers and the OK trailers.
 _PREPARED_BLOCKS = {
-    tuple(headers): _prepared(headers) for headers in (RESPONSE_HEADERS, status_headers(StatusCode.OK, ""))
+    tuple(headers): prepare(headers) for headers in (RESPONSE_HEADERS, status_headers(StatusCode.OK, ""))
 }
-
-
-class _PreparedEncoder(Encoder):
-    """hpack's encoder, answering the header blocks every call sends with prepared bytes.
-
-    A prepared block leaves the dynamic table as it is, so hpack's encoder stays in step
-    with the peer's decoder; after a change of the table's size, which the next block must
-    announce, hpack encodes it.
-    """
-
-    def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        """The block for ``headers``."""
-        block = _PREPARED_BLOCKS.get(tuple(headers))
-        if block is not None and not self.header_table.resized:
-            return block
-        return super().encode(headers, huffman)
 
 
 class _H2Connection(H2Connection):
     """h2's server connection, counting open streams in amortized constant time, with the
-    header blocks every call sends encoded once (``_PreparedEncoder``).
+    HPACK encoder and decoder of ``k8s_sql.grpc.hpackcodec``.
 
     h2 counts open streams (pruning closed ones from ``streams``) by scanning them all
     whenever a stream opens: quadratic on a connection that holds many long-lived
@@ -117,7 +89,10 @@ class _H2Connection(H2Connection):
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config)
-        self.encoder = _PreparedEncoder()
+        self.encoder = PreparedEncoder(_PREPARED_BLOCKS)
+        decoder = Decoder()
+        decoder.max_header_list_size = self.decoder.max_header_list_size
+        self.decoder = decoder
 
     @property
     def open_inbound_streams(self) -> int:
