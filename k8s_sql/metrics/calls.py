@@ -37,10 +37,27 @@ class InstrumentedRegistry:
         self.registry = registry
         self.metrics = metrics
         self._labels: dict[str, tuple[str, str, str]] = {}
+        self._counted: dict[str, Method] = {}
 
     def lookup(self, path: str) -> Method:
-        """The method at ``path``, its handler counting each call it serves."""
-        method = self.registry.lookup(path)
+        """The method at ``path``, its handler counting each call it serves (made once per method)."""
+        counted = self._counted.get(path)
+        if counted is None:
+            method = self.registry.lookup(path)
+            counted = self._counted[path] = method._replace(handler=self._counting(method))
+        return counted
+
+    def observe(self, path: str, code: StatusCode, seconds: float) -> None:
+        """The factory's ``call_observer``: count a completed call."""
+        labels = self._labels.get(path)
+        if labels is None:
+            try:
+                labels = self._labels_of(self.registry.lookup(path)) if path else UNKNOWN
+            except GRPCError:
+                labels = UNKNOWN
+        self.metrics.call_handled(labels, code, seconds)
+
+    def _counting(self, method: Method) -> Callable[..., Deferred[Any]]:
         labels = self._labels_of(method)
         handler, started = method.handler, self.metrics.call_started
 
@@ -48,15 +65,7 @@ class InstrumentedRegistry:
             done = started(labels)
             return maybeDeferred(handler, *args).addBoth(_after, done)
 
-        return method._replace(handler=counted)
-
-    def observe(self, path: str, code: StatusCode, seconds: float) -> None:
-        """The factory's ``call_observer``: count a completed call."""
-        try:
-            labels = self._labels_of(self.registry.lookup(path)) if path else UNKNOWN
-        except GRPCError:
-            labels = UNKNOWN
-        self.metrics.call_handled(labels, code, seconds)
+        return counted
 
     def _labels_of(self, method: Method) -> tuple[str, str, str]:
         labels = self._labels.get(method.path)
