@@ -23,7 +23,7 @@ from k8s_sql.durations import format_duration, parse_duration, positive_duration
 from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES
 from k8s_sql.etcd.lease import DEFAULT_MIN_TTL
 from k8s_sql.etcd.watch import DEFAULT_PROGRESS_INTERVAL
-from k8s_sql.grpc.protocol import KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT
+from k8s_sql.grpc.protocol import KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_STREAMS, WRITE_STALL_TIMEOUT
 from k8s_sql.grpc.tls import TLSConfigurationError, TLSEndpointParser, server_endpoint
 from k8s_sql.housekeeping.compactor import MODES as COMPACTION_MODES
 from k8s_sql.housekeeping.compactor import Retention, retention_policy
@@ -49,6 +49,17 @@ def positive_int(text: str) -> int:
     if not text.strip().isdigit() or int(text) <= 0:
         raise ValueError(f"{text!r} is not a whole number greater than zero")
     return int(text)
+
+
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """A reader of whole numbers from ``low`` to ``high``."""
+
+    def read(text: str) -> int:
+        if not text.strip().isdigit() or not low <= int(text) <= high:
+            raise ValueError(f"{text!r} is not a whole number from {low} to {high}")
+        return int(text)
+
+    return read
 
 
 def one_of(choices: Sequence[str]) -> Callable[[str], str]:
@@ -244,6 +255,38 @@ class ServerConfig:
             "--grpc-keepalive-timeout.",
             doc="Close the connection of a PINGed client that sends nothing (not even the PING's acknowledgement, "
             "which every HTTP/2 client sends) for this long, as etcd's `--grpc-keepalive-timeout`.",
+        ),
+    )
+    max_concurrent_streams: int = option(
+        MAX_STREAMS,
+        parse=whole_number(1, MAX_STREAMS),
+        help="The most calls a client may have in progress on one connection, as etcd's --max-concurrent-streams; "
+        "more are refused.",
+        doc="The most calls (HTTP/2 streams) a client may have in progress on one connection, as etcd's "
+        "`--max-concurrent-streams` (and its default, 2³²-1: kube-apiserver carries all its calls and watches on "
+        "one connection). The server advertises it, and refuses a stream over it with `REFUSED_STREAM`, which "
+        "clients retry. Memory per connection grows with its streams: lower it to bound that. See "
+        "[reliability](reliability.md#http2-abuse).",
+    )
+    max_connections: int = option(
+        0,
+        parse=whole_number(0, 2**31 - 1),
+        help="The most connections each --listen endpoint serves at once; more are closed as they arrive. 0: no limit.",
+        doc="The most connections each `--listen` endpoint serves at once (HTTP/2 and HTTP/1.1 alike); one "
+        "more is closed as soon as it is accepted, and a warning is logged at most every 10 s. `0`: no limit, as "
+        "etcd. Set it below the process's open-file limit (`ulimit -n`, systemd's `LimitNOFILE`) less what the "
+        "database connections need, so that a client opening connections without end cannot starve the "
+        "database of descriptors. With `--workers`, each worker process applies it to the connections it "
+        "serves.",
+    )
+    write_stall_timeout: float = option(
+        WRITE_STALL_TIMEOUT,
+        **_duration(
+            help="Drop a connection that could send no response data this long while some waits for the client; "
+            "0: never.",
+            doc="Drop a connection on which responses have waited this long with nothing sent: the client keeps "
+            "its flow-control window closed, or does not read at all. What waits is bounded per call (see "
+            "[gRPC](grpc.md)), and this bounds how long it is held. `0`: never.",
         ),
     )
     shutdown_grace: float = option(

@@ -48,6 +48,7 @@ from k8s_sql.etcd.services import register
 from k8s_sql.etcd.watch import WatchService
 from k8s_sql.gateway.port import ClientPort
 from k8s_sql.gateway.site import Gateway, client_site
+from k8s_sql.grpc.connections import LimitedEndpoint
 from k8s_sql.grpc.health import HealthService
 from k8s_sql.grpc.protocol import GRPCServerFactory, KiB
 from k8s_sql.grpc.registry import MethodRegistry
@@ -216,6 +217,9 @@ class K8sSQLService(StagedService):
             max_receive_message_length=config.max_request_bytes + GRPC_OVERHEAD_BYTES,
             keepalive_interval=config.grpc_keepalive_interval,
             keepalive_timeout=config.grpc_keepalive_timeout,
+            max_concurrent_streams=config.max_concurrent_streams,
+            write_stall_timeout=config.write_stall_timeout,
+            abuse_observer=metrics.abused,
         )
         database_health = DatabaseHealth(store, reactor)
         gateway = Gateway(
@@ -229,9 +233,13 @@ class K8sSQLService(StagedService):
             pages[b"metrics"] = client_metrics
         #: What each etcd API port serves: gRPC, and etcd's JSON gateway over HTTP/1.1.
         self.client_port = ClientPort(self.factory, gateway, client_site(gateway, pages, config.emulated_etcd_version))
-        self._client = GRPCServer(
-            self.client_port, self.plan.grpc if endpoints is None else endpoints(self.plan.grpc), config.shutdown_grace
-        )
+        served = self.plan.grpc if endpoints is None else endpoints(self.plan.grpc)
+        if config.max_connections:
+            served = [
+                (description, LimitedEndpoint(endpoint, config.max_connections, reactor, description, metrics.abused))
+                for description, endpoint in served
+            ]
+        self._client = GRPCServer(self.client_port, served, config.shutdown_grace)
         self._stage("client", self._client)
 
         #: Whether the database answers, as the health pages check it.

@@ -72,6 +72,24 @@ class ICallConnection(Interface):
         """The call has ended with ``code`` after ``duration`` seconds; forget it."""
 
 
+class IFrameInspector(Interface):
+    """Watches the frames one HTTP/2 client sends, before h2 parses them, against the
+    connection's limits (``k8s_sql.grpc.abuse.AbuseLimits``)."""
+
+    data_sent = Attribute(
+        "How many DATA frames the server has sent on the connection; the connection adds one per "
+        "frame.  PINGs and WINDOW_UPDATEs that follow response data are not idle chatter."
+    )
+
+    def inspect(data):
+        """Account for ``data``, the next bytes received; return the first limit they
+        break (a ``Breach``), or ``None``."""
+
+    def stream_refused():
+        """A stream was refused over MAX_CONCURRENT_STREAMS; return the ``Breach`` that
+        makes (as a reset stream), or ``None``."""
+
+
 class IMethodLookup(Interface):
     """What a gRPC server dispatches on: the method at a full path."""
 

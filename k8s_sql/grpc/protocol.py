@@ -36,7 +36,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from k8s_sql.grpc.frameguard import FrameLengthGuard
+from k8s_sql.grpc.abuse import (
+    DEFAULT_LIMITS,
+    HEADER_LIST,
+    MAX_CONCURRENT_STREAMS,
+    WRITE_STALL,
+    AbuseLimits,
+    Breach,
+)
+from k8s_sql.grpc.frameguard import FrameInspector
 from k8s_sql.grpc.headers import (
     RESPONSE_HEADERS,
     Header,
@@ -61,11 +69,20 @@ KEEPALIVE_PING = b"alive\x00\x00\x00"
 #: etcd's defaults for its gRPC server keepalive, in seconds.
 KEEPALIVE_INTERVAL = 2 * 3600.0
 KEEPALIVE_TIMEOUT = 20.0
+#: Seconds input is read and dropped after a GOAWAY for a broken limit, before the close.
+GOAWAY_LINGER = 1.0
+#: Seconds a connection may go without sending any response data while some waits for the
+#: client (a zero flow-control window held, or a client that does not read) before it is closed.
+WRITE_STALL_TIMEOUT = 300.0
 _MAX_STREAM_ID = 2**31 - 1
+#: The largest SETTINGS_MAX_CONCURRENT_STREAMS, etcd's default.
+MAX_STREAMS = 2**32 - 1
 _DEFAULT_WINDOW = 65535
 
 #: ``call_observer(method, code, duration)``: see :class:`GRPCServerFactory`.
 CallObserver = Callable[[str, StatusCode, float], None]
+#: ``abuse_observer(kind)``: see :class:`GRPCServerFactory`.
+AbuseObserver = Callable[[str], None]
 
 
 #: The header blocks every call sends, encoded once: response headers and the OK trailers.
@@ -75,14 +92,15 @@ _PREPARED_BLOCKS = {
 
 
 class _H2Connection(H2Connection):
-    """h2's server connection, counting open streams in amortized constant time, with the
+    """h2's server connection, leaving MAX_CONCURRENT_STREAMS to the protocol, with the
     HPACK encoder and decoder of ``k8s_sql.grpc.hpackcodec``.
 
-    h2 counts open streams (pruning closed ones from ``streams``) by scanning them all
-    whenever a stream opens: quadratic on a connection that holds many long-lived
-    streams (watches) while short calls come and go.  Here the table is scanned only
-    once it has doubled since the last scan; until then its size is an upper bound,
-    enough to check against MAX_CONCURRENT_STREAMS.
+    h2 ends the whole connection when a client opens a stream over the limit; the
+    protocol refuses that stream alone (RST_STREAM REFUSED_STREAM, as grpc-go does), so
+    h2's count is answered with 0.  h2 counts open streams (pruning closed ones from
+    ``streams``) by scanning them all whenever a stream opens: quadratic on a connection
+    that holds many long-lived streams (watches) while short calls come and go.  Here
+    the table is pruned only once it has doubled since the last time.
     """
 
     _next_scan = 64
@@ -96,13 +114,11 @@ class _H2Connection(H2Connection):
 
     @property
     def open_inbound_streams(self) -> int:
-        """The number of open streams, or an upper bound when that is still under the limit."""
-        known = len(self.streams)
-        if known < self._next_scan and known < self.local_settings.max_concurrent_streams:
-            return known
-        count = super().open_inbound_streams
-        self._next_scan = max(2 * len(self.streams), 64)
-        return count
+        """0, for h2's check of MAX_CONCURRENT_STREAMS (see the class); prunes closed streams."""
+        if len(self.streams) >= self._next_scan:
+            super().open_inbound_streams  # noqa: B018 - counting prunes
+            self._next_scan = max(2 * len(self.streams), 64)
+        return 0
 
 
 @implementer(IPushProducer, ICallConnection)
@@ -117,7 +133,9 @@ class GRPCProtocol(Protocol):
         self.factory = factory
         self._h2 = _H2Connection(factory._h2_config)
         self._h2.local_settings = Settings(client=False, initial_values=factory._local_settings)
-        self._guard = FrameLengthGuard()
+        self._inspector = FrameInspector(
+            factory.reactor, factory.abuse_limits, self._h2.max_inbound_frame_size, factory.max_header_list_size
+        )
         self._calls: dict[int, ServerCall] = {}
         # Calls with output waiting for flow-control window or transport room, in turn order.
         self._waiting: dict[ServerCall, None] = {}
@@ -135,6 +153,14 @@ class GRPCProtocol(Protocol):
         #: Whether a keepalive PING waits for the client to send anything.
         self._pinged = False
         self._keepalive: IDelayedCall | None = None
+        # Output waiting with nothing sent: when that began to be watched, and what was sent then.
+        self._stall: IDelayedCall | None = None
+        self._stall_mark = 0
+        # Bytes read since the transport paused us (the client reads nothing), and whether
+        # reading stopped for that.
+        self._unanswered = 0
+        self._reading_paused = False
+        self._refusing = False
 
     @property
     def open_calls(self) -> int:
@@ -174,13 +200,24 @@ class GRPCProtocol(Protocol):
             return
         self._last_heard = self._clock.seconds()
         self._pinged = False
+        breach = self._inspector.inspect(data)
+        if breach is not None:
+            self._abused(breach)
+            return
+        if self._paused:
+            self._read_unanswered(len(data))
         self._receiving = True
         try:
             try:
                 events = self._h2.receive_data(data)
             except ProtocolError as e:
-                self.log.debug("HTTP/2 error from {peer}: {error!r}", peer=self._peer, error=e)
-                self._close_now()
+                if e.error_code == ErrorCodes.ENHANCE_YOUR_CALM:
+                    # h2's own defence: a header list over MAX_HEADER_LIST_SIZE once decoded.
+                    self.factory.report_abuse(HEADER_LIST, self._peer, str(e))
+                    self._close_now(GOAWAY_LINGER)
+                else:
+                    self.log.debug("HTTP/2 error from {peer}: {error!r}", peer=self._peer, error=e)
+                    self._close_now()
                 return
             handlers = _EVENT_HANDLERS
             if len(events) > 1:
@@ -191,11 +228,6 @@ class GRPCProtocol(Protocol):
                     handler(self, event)
                     if self._closed:
                         return
-            if not self._guard.check(data, self._h2.max_inbound_frame_size):
-                self.log.debug("Overlong frame from {peer}", peer=self._peer)
-                self._h2.close_connection(ErrorCodes.FRAME_SIZE_ERROR)
-                self._close_now()
-                return
         finally:
             self._receiving = False
         self.flush()
@@ -203,10 +235,10 @@ class GRPCProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel every call still running and forget the connection."""
         self._closed = True
-        for timer in (self._abort_timer, self._keepalive):
+        for timer in (self._abort_timer, self._keepalive, self._stall):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._abort_timer = self._keepalive = None
+        self._abort_timer = self._keepalive = self._stall = None
         for call in list(self._calls.values()):
             call.connection_lost()
         self._waiting.clear()
@@ -217,10 +249,15 @@ class GRPCProtocol(Protocol):
     def pauseProducing(self) -> None:
         """Stop handing response data to the transport."""
         self._paused = True
+        self._unanswered = 0
+        self._watch_stall()
 
     def resumeProducing(self) -> None:
-        """The transport has room again: continue waiting output."""
+        """The transport has room again: continue waiting output (and reading, if that stopped)."""
         self._paused = False
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
         self._flush_waiting()
 
     def stopProducing(self) -> None:
@@ -296,10 +333,13 @@ class GRPCProtocol(Protocol):
     def send_data(self, stream_id: int, data: bytes | memoryview) -> None:
         """Queue one DATA frame on ``stream_id``."""
         self._h2.send_data(stream_id, data)
+        self._inspector.data_sent += 1
 
     def wait_for_room(self, call: ServerCall) -> None:
         """Flush ``call`` once its stream may send again, in turn with the others waiting."""
         self._waiting[call] = None
+        if self._stall is None:
+            self._watch_stall()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """Open ``stream_id``'s receive window by ``size`` bytes."""
@@ -337,6 +377,9 @@ class GRPCProtocol(Protocol):
             self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         factory = self.factory
+        if len(self._calls) >= factory.max_concurrent_streams:
+            self._refuse(stream_id)
+            return
         try:
             head = parse_request(event.headers)
             method = factory.registry.lookup(head.path)
@@ -355,6 +398,21 @@ class GRPCProtocol(Protocol):
         self._calls[stream_id] = call
         factory.open_calls += 1
         call.start()
+
+    def _refuse(self, stream_id: int) -> None:
+        """Refuse a stream over MAX_CONCURRENT_STREAMS, as grpc-go does; clients retry it."""
+        self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        if not self._refusing:
+            # Once per connection: clients may race the SETTINGS that lowered the limit.
+            self._refusing = True
+            self.factory.report_abuse(
+                MAX_CONCURRENT_STREAMS,
+                self._peer,
+                f"streams over the limit of {self.factory.max_concurrent_streams} are refused",
+            )
+        breach = self._inspector.stream_refused()
+        if breach is not None:
+            self._abused(breach)
 
     def _reject(self, stream_id: int, http_status: int, error: GRPCError | RequestRejected) -> None:
         self._h2.send_headers(stream_id, rejection_headers(http_status, error), end_stream=True)
@@ -442,18 +500,67 @@ class GRPCProtocol(Protocol):
                 return
             call.flush()
 
-    def _send_goaway(self, last_stream_id: int) -> None:
+    def _send_goaway(self, last_stream_id: int, code: ErrorCodes = ErrorCodes.NO_ERROR, debug: bytes = b"") -> None:
         # Written directly: once h2 itself sends GOAWAY it refuses to send anything
         # more, and the calls in flight still have to finish.
-        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=code, additional_data=debug)
         self.transport.write(self._h2.data_to_send() + frame.serialize())
+
+    def _abused(self, breach: Breach) -> None:
+        """The client broke a limit: log and count it, GOAWAY with its code, close.
+
+        The bytes that broke it are not given to h2: the GOAWAY names the last stream h2
+        has seen.  As Go's HTTP/2 server, input is read and dropped for a second before
+        the close, so that the client gets the GOAWAY; a client that does not read cannot
+        hold the connection open: it is dropped ``abort_after`` seconds later.
+        """
+        self.factory.report_abuse(breach.kind, self._peer, breach.detail)
+        self._send_goaway(self._h2.highest_inbound_stream_id, breach.code, breach.kind.encode())
+        self._close_now(GOAWAY_LINGER)
+
+    def _read_unanswered(self, size: int) -> None:
+        """Count bytes read while the client reads none of our output; past the limit, stop
+        reading until it does (``resumeProducing``), as TCP would make it wait anyway."""
+        self._unanswered += size
+        if self._unanswered > self.factory.abuse_limits.unanswered_input and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def _watch_stall(self) -> None:
+        """Output waits (for window, or for the transport): check in a while that some goes out."""
+        timeout = self.factory.write_stall_timeout
+        if timeout and self._stall is None and not self._closed:
+            self._stall_mark = self._inspector.data_sent
+            self._stall = self._clock.callLater(timeout, self._check_stall)
+
+    def _check_stall(self) -> None:
+        """Close the connection if output still waits and none was sent for ``write_stall_timeout``."""
+        self._stall = None
+        if self._closed or not (self._waiting or self._paused):
+            return
+        if self._inspector.data_sent != self._stall_mark:
+            self._watch_stall()
+            return
+        timeout = self.factory.write_stall_timeout
+        self.factory.report_abuse(
+            WRITE_STALL, self._peer, f"responses waited {timeout:g} s for the client to read or open its window"
+        )
+        self._send_goaway(self._h2.highest_inbound_stream_id, ErrorCodes.ENHANCE_YOUR_CALM, WRITE_STALL.encode())
+        self._close_now()
+        # It does not read: what is buffered for it would never be flushed.
+        self.transport.abortConnection()
 
     def _close_if_idle(self) -> None:
         if self._last_stream_id is not None and not self._calls and not self._closed:
             self._close_now()
 
-    def _close_now(self) -> None:
-        """Stop reading, cancel what still runs, close once written output is flushed."""
+    def _close_now(self, linger: float = 0.0) -> None:
+        """Stop reading, cancel what still runs, close once written output is flushed.
+
+        With ``linger``, input is still read (and dropped) that many seconds before the
+        close: closing a socket with unread input resets the connection, and the client's
+        kernel could discard our last frames (a GOAWAY saying why) unread.
+        """
         self._closed = True
         for call in list(self._calls.values()):
             call.connection_lost()
@@ -461,6 +568,14 @@ class GRPCProtocol(Protocol):
         data = self._h2.data_to_send()
         if data:
             self.transport.write(data)
+        if linger:
+            self._abort_timer = self._clock.callLater(linger, self._stop_lingering)
+        else:
+            self.transport.loseConnection()
+
+    def _stop_lingering(self) -> None:
+        """Close after a linger; drop the connection if the client does not read what is left."""
+        self._abort_timer = self._clock.callLater(self.factory.abort_after, self.transport.abortConnection)
         self.transport.loseConnection()
 
 
@@ -499,6 +614,14 @@ class GRPCServerFactory(Factory):
         server PINGs it (etcd's ``--grpc-keepalive-interval``); 0 never pings.
     :param keepalive_timeout: seconds a PINGed client has to send anything before its
         connection is closed (etcd's ``--grpc-keepalive-timeout``).
+    :param abuse_limits: the budgets of each connection (:class:`AbuseLimits`); a client
+        that breaks one gets GOAWAY (ENHANCE_YOUR_CALM) and its connection closes.
+    :param write_stall_timeout: seconds a connection may send no response data while
+        some waits for the client (a flow-control window it keeps closed, or a transport
+        it does not read) before it is dropped; 0 never drops it.
+    :param abuse_observer: called as ``abuse_observer(kind)`` each time a client breaks
+        a limit (a breach kind of ``k8s_sql.grpc.abuse``: ``rapid_reset``, ``ping``,
+        ...): a hook for metrics; it must not block.
     """
 
     log = Logger()
@@ -512,19 +635,22 @@ class GRPCServerFactory(Factory):
         max_receive_message_length: int = 2 * MiB,
         initial_window_size: int = 1 * MiB,
         connection_window_size: int = 16 * MiB,
-        max_concurrent_streams: int = 2**32 - 1,
+        max_concurrent_streams: int = MAX_STREAMS,
         max_header_list_size: int = 64 * KiB,
         send_buffer: int = 64 * KiB,
         call_observer: CallObserver | None = None,
         abort_after: float = 5.0,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        abuse_limits: AbuseLimits = DEFAULT_LIMITS,
+        write_stall_timeout: float = WRITE_STALL_TIMEOUT,
+        abuse_observer: AbuseObserver | None = None,
     ) -> None:
         for name, value, low, high in (
             ("max_receive_message_length", max_receive_message_length, 0, 2**32 - 1),
             ("initial_window_size", initial_window_size, _DEFAULT_WINDOW, _MAX_STREAM_ID),
             ("connection_window_size", connection_window_size, _DEFAULT_WINDOW, _MAX_STREAM_ID),
-            ("max_concurrent_streams", max_concurrent_streams, 1, 2**32 - 1),
+            ("max_concurrent_streams", max_concurrent_streams, 1, MAX_STREAMS),
             ("max_header_list_size", max_header_list_size, 1, 2**32 - 1),
             ("send_buffer", send_buffer, 0, 2**32 - 1),
         ):
@@ -532,6 +658,8 @@ class GRPCServerFactory(Factory):
                 raise ValueError(f"{name} must be between {low} and {high}, not {value}")
         if keepalive_interval < 0 or keepalive_timeout <= 0:
             raise ValueError("keepalive_interval must be at least 0 and keepalive_timeout above 0")
+        if write_stall_timeout < 0:
+            raise ValueError("write_stall_timeout must be at least 0")
         self.registry = registry
         self.reactor = reactor
         self.call_observer = call_observer
@@ -539,6 +667,11 @@ class GRPCServerFactory(Factory):
         self.abort_after = abort_after
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
+        self.abuse_limits = abuse_limits
+        self.write_stall_timeout = write_stall_timeout
+        self.abuse_observer = abuse_observer
+        self.max_concurrent_streams = max_concurrent_streams
+        self.max_header_list_size = max_header_list_size
         #: The connections being served.
         self.connections: set[GRPCProtocol] = set()
         #: How many calls are in progress on all connections.
@@ -627,6 +760,16 @@ class GRPCServerFactory(Factory):
     def _call_finished(self, method: str, code: StatusCode, duration: float) -> None:
         self.open_calls -= 1
         self.observe(method, code, duration)
+
+    def report_abuse(self, kind: str, peer: Any, detail: str) -> None:
+        """A client broke the limit ``kind``: log it (a warning) and tell the abuse observer."""
+        self.log.warn("HTTP/2 limit broken by {peer}: {kind}: {detail}", peer=peer, kind=kind, detail=detail)
+        observer = self.abuse_observer
+        if observer is not None:
+            try:
+                observer(kind)
+            except Exception:
+                self.log.failure("The abuse observer failed")
 
     def observe(self, method: str, code: StatusCode, duration: float) -> None:
         """Report a call that ended (or a request refused, as method "") to the call observer."""

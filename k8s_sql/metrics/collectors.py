@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from k8s_sql.grpc import abuse
 from k8s_sql.grpc.status import StatusCode
 from k8s_sql.store.interfaces import IStore
 from k8s_sql.store.model import DatabaseSize
@@ -28,6 +29,21 @@ from k8s_sql.store.model import DatabaseSize
 CALL_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 #: Transaction duration buckets, as etcd's backend commit histogram: 1 ms to 8 s.
 TRANSACTION_BUCKETS = tuple(0.001 * 2**n for n in range(14))
+#: The kinds of ``k8s_sql_http2_abuse_total``, shown from 0.
+ABUSE_KINDS = (
+    abuse.RAPID_RESET,
+    abuse.PING_FLOOD,
+    abuse.SETTINGS_FLOOD,
+    abuse.EMPTY_DATA,
+    abuse.WINDOW_UPDATE_FLOOD,
+    abuse.PRIORITY_FLOOD,
+    abuse.CONTINUATION_FLOOD,
+    abuse.HEADER_LIST,
+    abuse.FRAME_SIZE,
+    abuse.WRITE_STALL,
+    abuse.MAX_CONCURRENT_STREAMS,
+    abuse.MAX_CONNECTIONS,
+)
 #: Seconds a scrape waits for the database's values before answering without them.
 SAMPLE_TIMEOUT = 5.0
 
@@ -86,6 +102,11 @@ class ServerMetrics:
             Gauge, "etcd_debugging_mvcc_watcher_total",
             "Watchers following live changes (not those still replaying history).",
         )
+        self.http2_abuse = metric(
+            Counter, "k8s_sql_http2_abuse_total",
+            "HTTP/2 clients that broke a limit, by kind (each closed connection, refused connection, "
+            "or first refused stream of a connection).", ["kind"],
+        )
         self.transaction_seconds = metric(
             Histogram, "k8s_sql_database_transaction_duration_seconds",
             "Database transactions, by role (writer, reader) and outcome (ok, error), from the call to the outcome.",
@@ -101,6 +122,9 @@ class ServerMetrics:
         self._handled = _Children(self.calls_handled)
         self._handling_seconds = _Children(self.call_seconds)
         self._transactions = _Children(self.transaction_seconds)
+        self._abuse = _Children(self.http2_abuse)
+        for kind in ABUSE_KINDS:
+            self._abuse(kind)
 
         self.database_up = metric(
             Gauge, "k8s_sql_database_up", "1 when the database answered the last scrape's queries, else 0."
@@ -142,6 +166,10 @@ class ServerMetrics:
         """Count a call as completed with ``code`` after ``seconds``."""
         self._handled(*labels, code.name).inc()
         self._handling_seconds(*labels, code.name).observe(seconds)
+
+    def abused(self, kind: str) -> None:
+        """Count a client breaking the HTTP/2 limit ``kind`` (the gRPC server's ``abuse_observer``)."""
+        self._abuse(kind).inc()
 
     def transaction_ended(self, writer: bool, name: str, seconds: float, error: BaseException | None) -> None:
         """A ``Database`` transaction observer (see ``Database.observe_transactions``)."""
