@@ -30,6 +30,7 @@ HEADER_LIST = "header_list"
 FRAME_SIZE = "frame_size"
 WRITE_STALL = "write_stall"
 MAX_CONCURRENT_STREAMS = "max_concurrent_streams"
+BLOCKED_CALLS = "blocked_calls"
 MAX_CONNECTIONS = "max_connections"
 
 
@@ -64,6 +65,12 @@ class AbuseLimits(NamedTuple):
     #: CONTINUATION frames in one header block, at least as many as a block of the largest
     #: header list needs (clients fill each frame: 64 KiB of headers take 4 frames of 16 KiB).
     continuations: int = 16
+    #: Calls of a connection that may wait at once for the client to open its flow-control
+    #: window (or to read); while that many wait, new streams are refused (REFUSED_STREAM,
+    #: which clients retry), so that a client holding its windows closed cannot make the
+    #: server hold more responses than that.  Go's HTTP/2 server lets a client have 250
+    #: streams open at all.
+    blocked_calls: int = 250
     #: Request bytes read while the client reads none of the server's output (the transport
     #: holds more than its buffer); past that, reading stops until the client reads again,
     #: so that what the server writes in answer (window updates, resets, acknowledgements)

@@ -37,6 +37,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from k8s_sql.grpc.abuse import (
+    BLOCKED_CALLS,
     DEFAULT_LIMITS,
     HEADER_LIST,
     MAX_CONCURRENT_STREAMS,
@@ -160,7 +161,8 @@ class GRPCProtocol(Protocol):
         # reading stopped for that.
         self._unanswered = 0
         self._reading_paused = False
-        self._refusing = False
+        # The kinds of refusal (over MAX_CONCURRENT_STREAMS, calls blocked) this connection had.
+        self._refused: set[str] = set()
 
     @property
     def open_calls(self) -> int:
@@ -378,7 +380,10 @@ class GRPCProtocol(Protocol):
             return
         factory = self.factory
         if len(self._calls) >= factory.max_concurrent_streams:
-            self._refuse(stream_id)
+            self._refuse(stream_id, MAX_CONCURRENT_STREAMS, f"over the limit of {factory.max_concurrent_streams}")
+            return
+        if len(self._waiting) >= factory.abuse_limits.blocked_calls:
+            self._refuse(stream_id, BLOCKED_CALLS, f"while {len(self._waiting)} calls wait for it to read")
             return
         try:
             head = parse_request(event.headers)
@@ -399,17 +404,14 @@ class GRPCProtocol(Protocol):
         factory.open_calls += 1
         call.start()
 
-    def _refuse(self, stream_id: int) -> None:
-        """Refuse a stream over MAX_CONCURRENT_STREAMS, as grpc-go does; clients retry it."""
+    def _refuse(self, stream_id: int, kind: str, why: str) -> None:
+        """Refuse a stream (REFUSED_STREAM, as grpc-go does over MAX_CONCURRENT_STREAMS):
+        clients retry it.  Logged and counted once per connection and kind (clients may
+        race the SETTINGS that lowered the limit); each counts as a reset stream."""
         self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
-        if not self._refusing:
-            # Once per connection: clients may race the SETTINGS that lowered the limit.
-            self._refusing = True
-            self.factory.report_abuse(
-                MAX_CONCURRENT_STREAMS,
-                self._peer,
-                f"streams over the limit of {self.factory.max_concurrent_streams} are refused",
-            )
+        if kind not in self._refused:
+            self._refused.add(kind)
+            self.factory.report_abuse(kind, self._peer, f"new streams are refused {why}")
         breach = self._inspector.stream_refused()
         if breach is not None:
             self._abused(breach)

@@ -42,6 +42,7 @@ ABUSE_KINDS = (
     abuse.FRAME_SIZE,
     abuse.WRITE_STALL,
     abuse.MAX_CONCURRENT_STREAMS,
+    abuse.BLOCKED_CALLS,
     abuse.MAX_CONNECTIONS,
 )
 #: Seconds a scrape waits for the database's values before answering without them.

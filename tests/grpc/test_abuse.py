@@ -408,6 +408,20 @@ def test_a_zero_window_held_forever_is_dropped(clock: Clock, seen: list[str]) ->
     still_served(factory)
 
 
+def test_new_streams_are_refused_while_too_many_calls_wait_for_the_window(clock: Clock, seen: list[str]) -> None:
+    factory, service = make_factory(clock, abuse_observer=seen.append, abuse_limits=AbuseLimits(blocked_calls=5))
+    peer = Peer(factory, settings={SettingCodes.INITIAL_WINDOW_SIZE: 0}, auto_window=False)
+    waiting = [peer.call(ECHO, message(b"%d" % i)) for i in range(5)]
+    refused = peer.call(ECHO, message(b"no"))
+    assert peer.responses[refused].reset == ErrorCodes.REFUSED_STREAM and seen == ["blocked_calls"]
+    assert not any(peer.responses[stream].data for stream in waiting)
+    peer.h2.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+    peer.flush()
+    assert [peer.response(stream).messages() for stream in waiting] == [[b"%d" % i] for i in range(5)]
+    assert peer.response(peer.call(ECHO, message(b"yes"))).messages() == [b"yes"]
+    assert not peer.closed and seen == ["blocked_calls"]
+
+
 def test_a_slow_reader_is_kept_while_something_goes_out(clock: Clock, seen: list[str]) -> None:
     factory, service = make_factory(clock, abuse_observer=seen.append, write_stall_timeout=300)
     peer = Peer(factory, settings={SettingCodes.INITIAL_WINDOW_SIZE: 0}, auto_window=False)
