@@ -14,9 +14,13 @@ The other connections are served on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from h2.errors import ErrorCodes
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from k8s_sql.grpc.interfaces import IFrameInspector
 
 #: Breach kinds: the label values of ``k8s_sql_http2_abuse_total``.
 RAPID_RESET = "rapid_reset"
@@ -91,3 +95,56 @@ class Breach(NamedTuple):
 
 #: The budgets a ``GRPCServerFactory`` applies unless told otherwise.
 DEFAULT_LIMITS = AbuseLimits()
+
+
+class StallWatch:
+    """Ends a connection whose output waits while none of it is sent for ``timeout`` seconds.
+
+    A client can keep its flow-control window closed, or stop reading, for ever; what waits
+    for it is bounded per call, and this bounds how long it is held.  Armed when output
+    starts waiting; when it fires, it is done if nothing waits any more, armed again if
+    DATA was sent meanwhile (``inspector.data_sent``), else it calls ``stalled``.
+
+    @param waiting: whether output waits for the client now.
+    @param stalled: ends the connection.
+    """
+
+    __slots__ = ("_clock", "_inspector", "_mark", "_stalled", "_timer", "_waiting", "timeout")
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        timeout: float,
+        inspector: IFrameInspector,
+        waiting: Callable[[], bool],
+        stalled: Callable[[], None],
+    ) -> None:
+        self._clock = clock
+        #: Seconds without DATA sent; 0 never ends the connection.
+        self.timeout = timeout
+        self._inspector = inspector
+        self._waiting = waiting
+        self._stalled = stalled
+        self._timer: IDelayedCall | None = None
+        self._mark = 0
+
+    def start(self) -> None:
+        """Output waits for the client: watch it, unless already watching."""
+        if self._timer is None and self.timeout:
+            self._mark = self._inspector.data_sent
+            self._timer = self._clock.callLater(self.timeout, self._check)
+
+    def stop(self) -> None:
+        """The connection is gone."""
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _check(self) -> None:
+        self._timer = None
+        if not self._waiting():
+            return
+        if self._inspector.data_sent != self._mark:
+            self.start()
+            return
+        self._stalled()

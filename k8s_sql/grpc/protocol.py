@@ -44,6 +44,7 @@ from k8s_sql.grpc.abuse import (
     WRITE_STALL,
     AbuseLimits,
     Breach,
+    StallWatch,
 )
 from k8s_sql.grpc.frameguard import FrameInspector
 from k8s_sql.grpc.headers import (
@@ -154,9 +155,9 @@ class GRPCProtocol(Protocol):
         #: Whether a keepalive PING waits for the client to send anything.
         self._pinged = False
         self._keepalive: IDelayedCall | None = None
-        # Output waiting with nothing sent: when that began to be watched, and what was sent then.
-        self._stall: IDelayedCall | None = None
-        self._stall_mark = 0
+        self._stall = StallWatch(
+            self._clock, factory.write_stall_timeout, self._inspector, self._output_waits, self._stalled
+        )
         # Bytes read since the transport paused us (the client reads nothing), and whether
         # reading stopped for that.
         self._unanswered = 0
@@ -237,10 +238,11 @@ class GRPCProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel every call still running and forget the connection."""
         self._closed = True
-        for timer in (self._abort_timer, self._keepalive, self._stall):
+        for timer in (self._abort_timer, self._keepalive):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._abort_timer = self._keepalive = self._stall = None
+        self._abort_timer = self._keepalive = None
+        self._stall.stop()
         for call in list(self._calls.values()):
             call.connection_lost()
         self._waiting.clear()
@@ -252,7 +254,7 @@ class GRPCProtocol(Protocol):
         """Stop handing response data to the transport."""
         self._paused = True
         self._unanswered = 0
-        self._watch_stall()
+        self._stall.start()
 
     def resumeProducing(self) -> None:
         """The transport has room again: continue waiting output (and reading, if that stopped)."""
@@ -340,8 +342,7 @@ class GRPCProtocol(Protocol):
     def wait_for_room(self, call: ServerCall) -> None:
         """Flush ``call`` once its stream may send again, in turn with the others waiting."""
         self._waiting[call] = None
-        if self._stall is None:
-            self._watch_stall()
+        self._stall.start()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """Open ``stream_id``'s receive window by ``size`` bytes."""
@@ -528,24 +529,16 @@ class GRPCProtocol(Protocol):
             self._reading_paused = True
             self.transport.pauseProducing()
 
-    def _watch_stall(self) -> None:
-        """Output waits (for window, or for the transport): check in a while that some goes out."""
-        timeout = self.factory.write_stall_timeout
-        if timeout and self._stall is None and not self._closed:
-            self._stall_mark = self._inspector.data_sent
-            self._stall = self._clock.callLater(timeout, self._check_stall)
+    def _output_waits(self) -> bool:
+        """Whether output waits for the client (its window, or the transport's room)."""
+        return not self._closed and bool(self._waiting or self._paused)
 
-    def _check_stall(self) -> None:
-        """Close the connection if output still waits and none was sent for ``write_stall_timeout``."""
-        self._stall = None
-        if self._closed or not (self._waiting or self._paused):
-            return
-        if self._inspector.data_sent != self._stall_mark:
-            self._watch_stall()
-            return
-        timeout = self.factory.write_stall_timeout
+    def _stalled(self) -> None:
+        """Output waited ``write_stall_timeout`` with nothing sent: drop the connection."""
         self.factory.report_abuse(
-            WRITE_STALL, self._peer, f"responses waited {timeout:g} s for the client to read or open its window"
+            WRITE_STALL,
+            self._peer,
+            f"responses waited {self._stall.timeout:g} s for the client to read or open its window",
         )
         self._send_goaway(self._h2.highest_inbound_stream_id, ErrorCodes.ENHANCE_YOUR_CALM, WRITE_STALL.encode())
         self._close_now()
