@@ -81,3 +81,14 @@ class NotEmpty(StoreError):
 
 class InvalidLoad(StoreError):
     """Records a snapshot load cannot take: keys out of order, revisions beyond the snapshot's."""
+
+
+class NameInUse(StoreError):
+    """A server registering with a name that live processes of another server hold.
+
+    ``holders`` are their ``MemberRecord`` rows.
+    """
+
+    def __init__(self, holders: tuple) -> None:
+        super().__init__(holders)
+        self.holders = holders

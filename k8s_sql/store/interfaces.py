@@ -75,8 +75,9 @@ class IChangeLog(Interface):
         """Call ``observer(revision)`` in the reactor thread when a commit took ``revision``.
 
         Local commits are always reported at once.  Commits by other servers sharing the
-        database are reported where the database can push them (PostgreSQL LISTEN/NOTIFY),
-        and otherwise by ``observer(None)`` every poll interval: something may be new (see
+        database are reported where the database can push them (PostgreSQL LISTEN/NOTIFY)
+        or the servers signal them to each other (``k8s_sql.cluster.peers``), and otherwise
+        by ``observer(None)`` every poll interval: something may be new (see
         ``k8s_sql.store.signals``).  When it is called, every revision up to ``revision``
         is committed; calls may come out of order and more than once.  Returns a function
         that unregisters ``observer``.
@@ -126,7 +127,41 @@ class IMaintenanceStore(Interface):
         """Clear an alarm; fires with the ``Alarm`` cleared, or ``None`` when it was not raised."""
 
 
-class IStore(ILeaseStore, IChangeLog, IMaintenanceStore):
+class IClusterStore(Interface):
+    """What the servers sharing the database keep of each other: the member registry, the
+    secret of their commit signals, and this store's own commits to pass on to them.
+
+    The part of ``IStore`` the cluster stages use (``k8s_sql.cluster``).  ``now`` and
+    deadlines are seconds on the callers' clocks, which servers sharing a database keep in
+    step (as for leases).
+    """
+
+    peer_secret = Attribute("The random secret, read from the database once open, that authenticates commit signals.")
+
+    def register_member(record, now, replace=()):
+        """Add the ``MemberRecord`` of this process, deleting first the rows of the instances
+        in ``replace``; fires with the live members (``record`` among them).
+
+        Fails with ``NameInUse`` when live processes of another server hold the name.
+        """
+
+    def renew_member(record, now, forget_before):
+        """Move the deadline of ``record``'s row to ``record.deadline`` (adding the row again
+        if it was gone) and delete rows expired before ``forget_before``; fires with the live
+        members and whether the row had been gone."""
+
+    def deregister_member(instance):
+        """Delete the row of ``instance``; fires when done."""
+
+    def live_members(now):
+        """Fire with the ``MemberRecord`` of every process whose deadline is not before ``now``."""
+
+    def notify_local_commits(observer: Callable[[int], None]):
+        """Call ``observer(revision)`` in the reactor thread after each commit of this store's
+        own, and for no other; returns a function that unregisters it."""
+
+
+class IStore(ILeaseStore, IChangeLog, IMaintenanceStore, IClusterStore):
     """A revision log with etcd's semantics, kept in one SQL database.
 
     Revisions start at 1 (a fresh store reports 1) and are never reused.  A write that

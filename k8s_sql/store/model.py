@@ -249,3 +249,36 @@ class Alarm:
 
     member_id: int
     alarm: AlarmType
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """One server process running on the database: its row of the member registry.
+
+    ``instance`` names this run of the process (random, new at each start).  Processes
+    with one ``name`` are one etcd member, ``member_id`` (a server's worker processes,
+    or the runs of one server).  ``host``, ``pid_space`` and ``pid`` say where the process
+    runs: ``pid_space`` names the process-ID namespace (of one boot of one machine) that
+    ``pid`` means something in, or is empty when unknown.  ``deadline`` is when the row
+    expires unless the process beats again, in seconds on the servers' clocks.
+    """
+
+    instance: int
+    name: str
+    member_id: int
+    client_urls: tuple[str, ...] = ()
+    peer_urls: tuple[str, ...] = ()
+    host: str = ""
+    pid_space: str = ""
+    pid: int = 0
+    deadline: float = 0.0
+
+    def same_server(self, other: MemberRecord) -> bool:
+        """Whether ``other`` is a process of the same server: same name, same pid space
+        (known) and the same client URLs, as worker processes sharing a port have."""
+        return (
+            self.name == other.name
+            and bool(self.pid_space)
+            and self.pid_space == other.pid_space
+            and self.client_urls == other.client_urls
+        )

@@ -6,11 +6,19 @@
 compaction deletes once the change is compacted.  ``k8s_kv`` is the live state, one row per
 key.  ``k8s_revision`` is the one counter row every write locks.  ``k8s_meta`` holds the
 schema version, the cluster ID, the compaction points and raised alarms; ``k8s_lease`` the leases.
+``k8s_member`` is the registry of the servers running on the database, one row per server
+process (``k8s_sql.store.members``); ``k8s_secret`` holds the random secret that
+authenticates their commit signals to each other (``k8s_sql.cluster``).
+
+Tables are only ever added, never changed, within a schema version: a newer k8s-sql creates
+the tables it adds on its first start on an older database, whose version stays, so older
+servers keep running on it (they ignore those tables).
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 
 from k8s_sql.store.errors import SchemaTooNew
 from k8s_sql.store.session import Session
@@ -23,7 +31,12 @@ CLUSTER_ID_ROW = "cluster_id"
 COMPACT_ROW = "compact_revision"
 PHYSICAL_ROW = "compacted_physically"
 
-TABLES = ("k8s_meta", "k8s_revision", "k8s_log", "k8s_kv", "k8s_lease")
+#: ``k8s_secret`` rows: the secret of the servers' commit signals to each other.
+PEER_SECRET_ROW = "peer_secret"
+#: Bytes of that secret.
+PEER_SECRET_BYTES = 32
+
+TABLES = ("k8s_meta", "k8s_revision", "k8s_log", "k8s_kv", "k8s_lease", "k8s_member", "k8s_secret")
 
 
 _INDEXES = {
@@ -60,6 +73,12 @@ def statements(
             f" sub INTEGER NOT NULL, version BIGINT NOT NULL, lease BIGINT NOT NULL, value {blob} NOT NULL"
         ),
         "k8s_lease": f"id BIGINT NOT NULL PRIMARY KEY, ttl BIGINT NOT NULL, deadline {real} NOT NULL",
+        "k8s_member": (
+            "instance BIGINT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, member_id BIGINT NOT NULL,"
+            " client_urls TEXT NOT NULL, peer_urls TEXT NOT NULL, host VARCHAR(255) NOT NULL,"
+            f" pid_space VARCHAR(255) NOT NULL, pid BIGINT NOT NULL, deadline {real} NOT NULL"
+        ),
+        "k8s_secret": f"name VARCHAR(64) NOT NULL PRIMARY KEY, value {blob} NOT NULL",
     }
     ddl = []
     for table in TABLES:
@@ -71,34 +90,44 @@ def statements(
     return ddl
 
 
-def ensure(session: Session, rng: random.Random) -> int:
-    """Create the schema if the database has none yet; return its cluster ID.
+def ensure(session: Session, rng: random.Random) -> tuple[int, bytes]:
+    """Create the schema, or the tables of it missing, if any; return the cluster ID and the
+    servers' peer secret.
 
     Raises ``SchemaTooNew`` when a newer k8s-sql created the schema.  Several servers may
     start on one empty database at once: the dialect's schema lock lets one create it.
     The version row is written last, so a creation cut short is completed on next start.
     """
     with session.dialect.schema_lock(session.cursor):
-        if "k8s_meta" in {row[0] for row in session.all(session.dialect.tables_statement)}:
-            found = _meta(session, SCHEMA_VERSION_ROW)
-            if found is not None and found > SCHEMA_VERSION:
-                raise SchemaTooNew(
-                    f"the database schema has version {found}, newer than version {SCHEMA_VERSION} "
-                    "that this k8s-sql understands: upgrade k8s-sql"
-                )
-            if found == SCHEMA_VERSION:
-                return session.row("SELECT value FROM k8s_meta WHERE name = ?", CLUSTER_ID_ROW)[0]
-        for ddl in session.dialect.schema():
-            session.run(ddl)
-        if _meta(session, CLUSTER_ID_ROW) is None:
-            session.run("INSERT INTO k8s_meta (name, value) VALUES (?, ?)", CLUSTER_ID_ROW, rng.randrange(1, 2**63))
-        for name in (COMPACT_ROW, PHYSICAL_ROW):
-            if _meta(session, name) is None:
-                session.run("INSERT INTO k8s_meta (name, value) VALUES (?, -1)", name)
-        if session.one("SELECT revision FROM k8s_revision WHERE id = 1") is None:
-            session.run("INSERT INTO k8s_revision (id, revision) VALUES (1, 1)")
+        tables = {row[0] for row in session.all(session.dialect.tables_statement)}
+        found = _meta(session, SCHEMA_VERSION_ROW) if "k8s_meta" in tables else None
+        if found is not None and found > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the database schema has version {found}, newer than version {SCHEMA_VERSION} "
+                "that this k8s-sql understands: upgrade k8s-sql"
+            )
+        if found != SCHEMA_VERSION or not tables.issuperset(TABLES):
+            _create(session, rng, found)
+        cluster_id = session.row("SELECT value FROM k8s_meta WHERE name = ?", CLUSTER_ID_ROW)[0]
+        return cluster_id, bytes(session.row("SELECT value FROM k8s_secret WHERE name = ?", PEER_SECRET_ROW)[0])
+
+
+def _create(session: Session, rng: random.Random, version: int | None) -> None:
+    """Create every table and first row missing; each step is idempotent."""
+    for ddl in session.dialect.schema():
+        session.run(ddl)
+    if _meta(session, CLUSTER_ID_ROW) is None:
+        session.run("INSERT INTO k8s_meta (name, value) VALUES (?, ?)", CLUSTER_ID_ROW, rng.randrange(1, 2**63))
+    for name in (COMPACT_ROW, PHYSICAL_ROW):
+        if _meta(session, name) is None:
+            session.run("INSERT INTO k8s_meta (name, value) VALUES (?, -1)", name)
+    if session.one("SELECT revision FROM k8s_revision WHERE id = 1") is None:
+        session.run("INSERT INTO k8s_revision (id, revision) VALUES (1, 1)")
+    if session.one("SELECT name FROM k8s_secret WHERE name = ?", PEER_SECRET_ROW) is None:
+        secret = secrets.token_bytes(PEER_SECRET_BYTES)
+        session.run("INSERT INTO k8s_secret (name, value) VALUES (?, ?)", PEER_SECRET_ROW, secret)
+    if version is None:
         session.run("INSERT INTO k8s_meta (name, value) VALUES (?, ?)", SCHEMA_VERSION_ROW, SCHEMA_VERSION)
-        return session.row("SELECT value FROM k8s_meta WHERE name = ?", CLUSTER_ID_ROW)[0]
 
 
 def _meta(session: Session, name: str) -> int | None:

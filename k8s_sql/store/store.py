@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet import defer
@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from k8s_sql.store import alarms, bulk, compaction, feed, hashing, leases, schema
+from k8s_sql.store import alarms, bulk, compaction, feed, hashing, leases, members, schema
 from k8s_sql.store.checks import DEFAULT_MAX_TXN_OPS, check_delete, check_put, check_range, check_txn, is_read_only
 from k8s_sql.store.errors import LeaseTTLTooLarge, RequestTooLarge, Unavailable
 from k8s_sql.store.history import History
@@ -28,6 +28,7 @@ from k8s_sql.store.model import (
     KVHash,
     Lease,
     LeaseTimeToLive,
+    MemberRecord,
     PutRequest,
     PutResponse,
     RangeRequest,
@@ -107,6 +108,8 @@ class SQLStore:
         self.reactor = reactor
         #: This database's cluster ID, once open.
         self.cluster_id = 0
+        #: The secret of the servers' commit signals to each other, once open.
+        self.peer_secret = b""
         #: The ``Database`` this store runs on, once open.
         self.database: Database
         self._max_txn_ops = max_txn_ops
@@ -131,7 +134,7 @@ class SQLStore:
         """
         database = Database(self.url, self.reactor)
         try:
-            self.cluster_id = await database.write(schema.ensure, self._rng)
+            self.cluster_id, self.peer_secret = await database.write(schema.ensure, self._rng)
         except BaseException:
             database.close()
             raise
@@ -205,6 +208,34 @@ class SQLStore:
     def notify_commits(self, observer: CommitObserver) -> Callable[[], None]:
         """Call ``observer`` on every commit signal (see ``IChangeLog``); returns an unregister function."""
         return self.signals.subscribe(observer)
+
+    def notify_local_commits(self, observer: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``observer`` after each commit of this store's own; returns an unregister function."""
+        return self.signals.subscribe_local(observer)
+
+    @_deferred
+    async def register_member(
+        self, record: MemberRecord, now: float, replace: Collection[int] = ()
+    ) -> list[MemberRecord]:
+        """Register a server process (see ``IClusterStore``)."""
+        return await self.database.write(members.register, record, now, tuple(replace))
+
+    @_deferred
+    async def renew_member(
+        self, record: MemberRecord, now: float, forget_before: float
+    ) -> tuple[list[MemberRecord], bool]:
+        """Beat for a server process (see ``IClusterStore``)."""
+        return await self.database.write(members.renew, record, now, forget_before)
+
+    @_deferred
+    async def deregister_member(self, instance: int) -> None:
+        """Remove a server process's row."""
+        await self.database.write(members.deregister, instance)
+
+    @_deferred
+    async def live_members(self, now: float) -> list[MemberRecord]:
+        """The processes whose rows have not expired at ``now``."""
+        return await self.database.read(members.live, now)
 
     @_deferred
     async def lease_grant(self, lease_id: int, ttl: int, now: float) -> Lease:
