@@ -325,7 +325,9 @@ def k8s_sql(backend: str, servers: int, args: argparse.Namespace, scratch: str) 
             if args.profile:
                 path = Path(args.profile, f"{label}-{servers}-servers-{number}-{uuid.uuid4().hex[:6]}.prof")
                 options = ("-m", "cProfile", "-o", str(path))
-            server = K8sSQL(url, "--poll-interval", args.poll_interval, python_options=options)
+            server = K8sSQL(
+                url, "--poll-interval", args.poll_interval, "--name", f"server-{number}", python_options=options
+            )
             processes.append(stack.enter_context(server))
         yield Deployment(
             name,

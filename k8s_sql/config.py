@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 
+from k8s_sql.cluster.endpoints import PeerTLS, check_peer_url
+from k8s_sql.cluster.registry import DEFAULT_TIMEOUT as DEFAULT_MEMBER_TIMEOUT
 from k8s_sql.durations import format_duration, parse_duration, positive_duration
 from k8s_sql.etcd.kv import DEFAULT_MAX_REQUEST_BYTES
 from k8s_sql.etcd.lease import DEFAULT_MIN_TTL
@@ -35,6 +37,8 @@ from k8s_sql.store.compaction import DEFAULT_BATCH as DEFAULT_COMPACTION_BATCH
 from k8s_sql.store.pool import load_dialect
 from k8s_sql.store.signals import DEFAULT_POLL_INTERVAL
 from k8s_sql.store.url import DatabaseURL
+
+T = TypeVar("T")
 
 DEFAULT_LISTEN = "tcp:2379:interface=127.0.0.1"
 DEFAULT_ENDPOINT = "sqlite:///k8s-sql.db"
@@ -151,6 +155,66 @@ class ServerConfig:
         doc="This member's client URLs, comma-separated, as etcd's `--advertise-client-urls`; repeatable. "
         "`MemberList` reports them. Behind a load balancer, advertise the balancer's URL.",
         default_text="the `--listen` ports' URLs",
+    )
+    member_timeout: float = option(
+        DEFAULT_MEMBER_TIMEOUT,
+        **_duration(
+            parse=positive_duration,
+            help="How long after its last heartbeat a server drops out of the member list; it beats every fifth "
+            "of this.",
+            doc="How long after its last heartbeat a server drops out of the member list (`MemberList`, `etcdctl "
+            "member list`) and its peers stop signalling it. A server beats every fifth of this and leaves the list "
+            "at once when it stops cleanly. Keep the clocks of servers sharing a database in step (NTP), as for "
+            "leases. See [high availability](ha.md#the-member-registry).",
+        ),
+    )
+    peer_listen: str | None = option(
+        None,
+        help="Take commit signals from the other servers sharing the database on this endpoint description "
+        "(e.g. tcp:2380:interface=10.0.0.1); their writes then reach this server's watches at once.",
+        doc="Take commit signals from the other servers sharing the database on this endpoint description, e.g. "
+        "`tcp:2380:interface=10.0.0.1`, or `tcp:0:interface=127.0.0.1` or `unix:/run/k8s-sql/a.sock` for servers "
+        "on one host: their writes then reach this server's watches at once instead of at the next poll. Unset, "
+        "this server has no peer port (it still signals the peers that have one). See "
+        "[high availability](ha.md#the-peer-channel).",
+        default_text="none",
+    )
+    advertise_peer_urls: list[str] = option(
+        factory=list,
+        repeat=True,
+        split=True,
+        help="Where the other servers reach --peer-listen, comma-separated; repeatable.",
+        doc="Where the other servers reach `--peer-listen`, comma-separated: `http://host:port`, "
+        "`https://host:port` (peer TLS) or `unix:///path`, as etcd's `--initial-advertise-peer-urls`; repeatable. "
+        "Needed when `--peer-listen` listens on every address. `MemberList` reports them as peer URLs.",
+        default_text="the `--peer-listen` port's URL",
+    )
+    peer_cert_file: str | None = option(
+        None,
+        help="TLS on --peer-listen, and the certificate shown to peers asking for one (PEM), as etcd's "
+        "--peer-cert-file.",
+        doc="TLS on `--peer-listen`: its certificate, PEM, intermediates after it; also the client certificate "
+        "this server shows the peers it connects to (etcd's `--peer-cert-file`). Give it both server and client "
+        "use when peers require client certificates.",
+    )
+    peer_key_file: str | None = option(
+        None,
+        help="The peer certificate's private key (PEM, unencrypted), as etcd's --peer-key-file.",
+        doc="The peer certificate's private key, PEM, unencrypted (etcd's `--peer-key-file`).",
+    )
+    peer_trusted_ca_file: str | None = option(
+        None,
+        help="CA certificates (PEM) that peers' certificates are verified against, as etcd's --peer-trusted-ca-file.",
+        doc="CA certificates, PEM, that the certificates of `https` peers (and of peers presenting a client "
+        "certificate) are verified against (etcd's `--peer-trusted-ca-file`); without it, the system's CAs "
+        "verify `https` peers.",
+    )
+    peer_client_cert_auth: bool = option(
+        False,
+        flag=True,
+        help="Refuse peers without a certificate signed by --peer-trusted-ca-file, as etcd's --peer-client-cert-auth.",
+        doc="Require peers connecting to `--peer-listen` to present a certificate signed by "
+        "`--peer-trusted-ca-file` (etcd's `--peer-client-cert-auth`).",
     )
     emulated_etcd_version: str = option(
         DEFAULT_ETCD_VERSION,
@@ -350,10 +414,20 @@ class ServerPlan:
     metrics: list[tuple[str, IStreamServerEndpoint]]
     #: The auto-compaction policy, or ``None`` when it is off.
     compaction: Retention | None
+    #: (description, endpoint) taking commit signals from peers, or ``None``.
+    peer: tuple[str, IStreamServerEndpoint] | None = None
+    #: What connections to peers trust and present.
+    peer_tls: PeerTLS = field(default_factory=PeerTLS)
 
     def tls(self, description: str, config: ServerConfig) -> bool:
         """Whether the etcd API endpoint ``description`` serves TLS."""
         return config.cert_file is not None or description.startswith(TLSEndpointParser.prefix + ":")
+
+    def peer_serves_tls(self, config: ServerConfig) -> bool:
+        """Whether the peer port serves TLS."""
+        return self.peer is not None and (
+            config.peer_cert_file is not None or self.peer[0].startswith(TLSEndpointParser.prefix + ":")
+        )
 
 
 def plan_server(config: ServerConfig, reactor: Any) -> ServerPlan:
@@ -401,12 +475,45 @@ def plan_server(config: ServerConfig, reactor: Any) -> ServerPlan:
         (description, _endpoint(description, serverFromString, reactor, description))
         for description in config.metrics_listen
     ]
-    return ServerPlan(grpc, metrics, compaction)
+    return ServerPlan(grpc, metrics, compaction, *_plan_peers(config, reactor))
+
+
+def _plan_peers(config: ServerConfig, reactor: Any) -> tuple[tuple[str, IStreamServerEndpoint] | None, PeerTLS]:
+    """The peer port's endpoint, if any, and the TLS of connections to peers."""
+    for url in config.advertise_peer_urls:
+        try:
+            check_peer_url(url)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+    tls = _built(PeerTLS.from_files, config.peer_cert_file, config.peer_key_file, config.peer_trusted_ca_file)
+    description = config.peer_listen
+    if description is None:
+        if config.advertise_peer_urls or config.peer_client_cert_auth:
+            raise ConfigurationError("--advertise-peer-urls and --peer-client-cert-auth need --peer-listen")
+        return None, tls
+    if config.peer_cert_file is not None and description.startswith(TLSEndpointParser.prefix + ":"):
+        raise ConfigurationError(f"{description!r} has TLS of its own: do not combine h2tls: with --peer-cert-file")
+    endpoint = _endpoint(
+        description,
+        server_endpoint,
+        reactor,
+        description,
+        cert_file=config.peer_cert_file,
+        key_file=config.peer_key_file,
+        trusted_ca_file=config.peer_trusted_ca_file,
+        client_cert_auth=config.peer_client_cert_auth,
+    )
+    return (description, endpoint), tls
 
 
 def _endpoint(
     description: str, build: Callable[..., IStreamServerEndpoint], *args: Any, **kwargs: Any
 ) -> IStreamServerEndpoint:
+    """``build(*args, **kwargs)``, its failures turned into one-line ``ConfigurationError``s."""
+    return _built(build, *args, what=f"bad endpoint description {description!r}", **kwargs)
+
+
+def _built(build: Callable[..., T], *args: Any, what: str = "bad TLS options", **kwargs: Any) -> T:
     """``build(*args, **kwargs)``, its failures turned into one-line ``ConfigurationError``s."""
     try:
         return build(*args, **kwargs)
@@ -415,7 +522,7 @@ def _endpoint(
     except OSError as error:
         raise ConfigurationError(f"cannot read TLS file {error.filename}: {error.strerror}") from None
     except (ValueError, KeyError, TypeError) as error:
-        raise ConfigurationError(f"bad endpoint description {description!r}: {error}") from None
+        raise ConfigurationError(f"{what}: {error}") from None
 
 
 def _check_client_url(url: str) -> None:

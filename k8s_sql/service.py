@@ -14,9 +14,12 @@ the reverse order (``k8s_sql.staged``)::
       follower             Follower: tails the revision log into the watch hub
       housekeeping         lease-sweeper (LeaseSweeper), compactor (AutoCompactor, if on)
       etcd                 EtcdAPI: registers the etcd services on the gRPC method table
+      peers                listener (ListeningService, with --peer-listen): commit signals from
+                           peers; signals (PeerSignals): this server's commits to its peers
       client               GRPCServer serving ClientPort (gRPC and the JSON gateway): one child per
                            --listen endpoint; drains both on stop
       metrics              one child per --metrics-listen endpoint
+      members              MemberRegistry: this server's row in the member registry, its heartbeat
 
 Embedding code finds a stage by name (``server.getServiceNamed("client")``).  Constructing
 the service checks the configuration (``ConfigurationError``) and touches neither the
@@ -25,22 +28,25 @@ network nor the database.  See ``docs/embedding.md`` and ``docs/architecture.md`
 
 from __future__ import annotations
 
-import hashlib
+import random
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
+from k8s_sql.cluster.endpoints import address_url, describe_address, peer_endpoint, peer_url
+from k8s_sql.cluster.peers import PeerSignals, SignalListener
+from k8s_sql.cluster.registry import MemberRegistry
 from k8s_sql.config import ConfigurationError, ServerConfig, ServerPlan, plan_server
 from k8s_sql.etcd.auth import AuthService
 from k8s_sql.etcd.cluster import ClusterService
-from k8s_sql.etcd.header import Identity
+from k8s_sql.etcd.header import Identity, member_id
 from k8s_sql.etcd.kv import KVService
 from k8s_sql.etcd.lease import LeaseService
 from k8s_sql.etcd.maintenance import MaintenanceService
@@ -76,22 +82,6 @@ Endpoint = tuple[str, IStreamServerEndpoint]
 GRPC_OVERHEAD_BYTES = 512 * KiB
 
 
-def member_id(cluster_id: int, name: str) -> int:
-    """A stable, positive 64-bit member ID for the member ``name`` of a cluster."""
-    digest = hashlib.sha256(f"{cluster_id}/{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1 or 1
-
-
-def describe_address(address: IAddress) -> str:
-    """``host:port`` for an IP address, the path for a UNIX socket, else its repr."""
-    if isinstance(address, (IPv4Address, IPv6Address)):
-        host = f"[{address.host}]" if isinstance(address, IPv6Address) else address.host
-        return f"{host}:{address.port}"
-    if isinstance(address, UNIXAddress):
-        return str(address.name, "utf-8") if isinstance(address.name, bytes) else str(address.name)
-    return repr(address)
-
-
 class EtcdAPI(Service):
     """Registers the etcd services on ``registry`` when it first starts, the store being open.
 
@@ -108,6 +98,7 @@ class EtcdAPI(Service):
         follower: Follower,
         reactor: Any,
         client_urls: Callable[[], Sequence[str]],
+        peer_urls: Callable[[], Sequence[str]],
     ) -> None:
         self.registry = registry
         self.config = config
@@ -116,6 +107,7 @@ class EtcdAPI(Service):
         self.follower = follower
         self.reactor = reactor
         self.client_urls = client_urls
+        self.peer_urls = peer_urls
         #: Who answers, once started: the cluster and this member.
         self.identity: Identity | None = None
 
@@ -136,7 +128,7 @@ class EtcdAPI(Service):
             ),
             LeaseService(store, identity, reactor, min_ttl=config.lease_min_ttl),
             MaintenanceService(store, identity, config.emulated_etcd_version, reactor),
-            ClusterService(store, identity, config.name, self.client_urls),
+            ClusterService(store, identity, config.name, self.client_urls, self.peer_urls, reactor),
             AuthService(store, identity),
         )
 
@@ -207,7 +199,31 @@ class K8sSQLService(StagedService):
         self._stage("housekeeping", jobs)
 
         registry = MethodRegistry()
-        self._stage("etcd", EtcdAPI(registry, config, store, hub, follower, reactor, self.client_urls))
+        self._stage("etcd", EtcdAPI(registry, config, store, hub, follower, reactor, self.client_urls, self.peer_urls))
+
+        instance = random.SystemRandom().randrange(1, 2**63)
+        members = MemberRegistry(
+            store,
+            reactor,
+            instance,
+            config.name,
+            lambda: member_id(store.cluster_id, config.name),
+            self.client_urls,
+            self.peer_urls,
+            config.member_timeout,
+        )
+        self._peers = StagedService()
+        if self.plan.peer is not None:
+            description, endpoint = self.plan.peer
+            listener = SignalListener(store, reactor, members.lookup, store.signals.committed)
+            listening = ListeningService(description, endpoint, listener)
+            listening.setName("listener")
+            self._peers.addService(listening)
+        signals = PeerSignals(store, reactor, instance, partial(peer_endpoint, reactor, tls=self.plan.peer_tls))
+        signals.setName("signals")
+        self._peers.addService(signals)
+        members.observe(signals.members_changed)
+        self._stage("peers", self._peers)
         counted = InstrumentedRegistry(registry, metrics)
         #: The gRPC server factory every etcd API endpoint serves.
         self.factory = GRPCServerFactory(
@@ -251,6 +267,7 @@ class K8sSQLService(StagedService):
             listening.setName(description)
             self._metrics.addService(listening)
         self._stage("metrics", self._metrics)
+        self._stage("members", members)
         self._ready = Readiness()
 
     def _stage(self, name: str, service: IService) -> None:
@@ -277,15 +294,19 @@ class K8sSQLService(StagedService):
         return self._ready.wait().addCallback(lambda _: self.ports)
 
     def _serving(self, _: object) -> None:
-        for child in list(self._client) + list(self._metrics):
-            if isinstance(child, ListeningService) and child.port is not None:
-                what = "the etcd API" if child.parent is self._client else "metrics and health checks"
-                self.log.info(
-                    "k8s-sql serving {what} on {address} ({endpoint})",
-                    what=what,
-                    address=describe_address(child.port.getHost()),
-                    endpoint=child.description,
-                )
+        for parent, what in (
+            (self._client, "the etcd API"),
+            (self._metrics, "metrics and health checks"),
+            (self._peers, "the peer channel"),
+        ):
+            for child in parent:
+                if isinstance(child, ListeningService) and child.port is not None:
+                    self.log.info(
+                        "k8s-sql serving {what} on {address} ({endpoint})",
+                        what=what,
+                        address=describe_address(child.port.getHost()),
+                        endpoint=child.description,
+                    )
         self._ready.settle(None)
 
     def _not_started(self, failure: Failure) -> None:
@@ -303,14 +324,21 @@ class K8sSQLService(StagedService):
         """The client URLs this member advertises: as configured, else those of its ports."""
         if self.config.advertise_client_urls:
             return list(self.config.advertise_client_urls)
-        urls = []
-        for child in self._client:
-            if not isinstance(child, ListeningService) or child.port is None:
-                continue
-            tls = self.plan.tls(child.description, self.config)
-            address = child.port.getHost()
-            if isinstance(address, UNIXAddress):
-                urls.append(f"{'unixs' if tls else 'unix'}://{describe_address(address)}")
-            else:
-                urls.append(f"{'https' if tls else 'http'}://{describe_address(address)}")
-        return urls
+        return [
+            address_url(child.port.getHost(), self.plan.tls(child.description, self.config))
+            for child in self._client
+            if isinstance(child, ListeningService) and child.port is not None
+        ]
+
+    def peer_urls(self) -> list[str]:
+        """Where peers reach this server's peer port: as configured, else its port's URL.
+
+        @raise ValueError: the port listens on every address and no URL is configured.
+        """
+        if self.config.advertise_peer_urls:
+            return list(self.config.advertise_peer_urls)
+        return [
+            peer_url(child.port.getHost(), self.plan.peer_serves_tls(self.config))
+            for child in self._peers
+            if isinstance(child, ListeningService) and child.port is not None
+        ]

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from k8s_sql.proto import rpc_pb2
+
+
+def member_id(cluster_id: int, name: str) -> int:
+    """A stable, positive 64-bit member ID for the member ``name`` of a cluster."""
+    digest = hashlib.sha256(f"{cluster_id}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1 or 1
 
 
 @dataclass(frozen=True, slots=True)

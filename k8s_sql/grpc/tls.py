@@ -56,14 +56,14 @@ def server_options(
     """
     if client_cert_auth and trusted_ca_file is None:
         raise TLSConfigurationError("client certificate authentication needs a trusted CA file")
-    chain = _load_certificates(cert_file)
+    chain = load_certificates(cert_file)
     if not chain:
         raise TLSConfigurationError(f"{cert_file} holds no PEM certificate")
     try:
         key = load_pem_private_key(Path(key_file).read_bytes(), password=None)
     except (ValueError, TypeError) as e:
         raise TLSConfigurationError(f"{key_file} holds no usable unencrypted PEM private key: {e}") from None
-    authorities = _load_certificates(trusted_ca_file) if trusted_ca_file is not None else []
+    authorities = load_certificates(trusted_ca_file) if trusted_ca_file is not None else []
     if trusted_ca_file is not None and not authorities:
         raise TLSConfigurationError(f"{trusted_ca_file} holds no PEM certificate")
     # cryptography objects: pyOpenSSL deprecates its own types here, though Twisted's stubs
@@ -86,7 +86,8 @@ def server_options(
     return options
 
 
-def _load_certificates(path: str | Path) -> list[x509.Certificate]:
+def load_certificates(path: str | Path) -> list[x509.Certificate]:
+    """Every PEM certificate in the file at ``path``, in order (``TLSConfigurationError`` for a bad one)."""
     data = Path(path).read_bytes()
     try:
         return [x509.load_pem_x509_certificate(block) for block in _PEM_CERTIFICATE.findall(data)]

@@ -28,7 +28,7 @@ def watch_from(client: EtcdClient, start_revision: int) -> WatchSession:
 
 
 def test_a_watch_on_one_server_sees_every_write_through_another(backend: str) -> None:
-    with K8sSQL(backend, *POLL) as first, K8sSQL(backend, *POLL) as second:
+    with K8sSQL(backend, *POLL, "--name", "first") as first, K8sSQL(backend, *POLL, "--name", "second") as second:
         with EtcdClient(first.endpoint) as watching, EtcdClient(second.endpoint) as writing:
             session = watch_from(watching, 0)
             revisions = []
@@ -47,7 +47,7 @@ def test_a_watch_on_one_server_sees_every_write_through_another(backend: str) ->
 def test_watchers_resume_without_gap_after_a_server_restarts(backend: str) -> None:
     """Writes go on through one server while the watched one restarts; the watch resumes at
     the client's last revision + 1 and misses nothing."""
-    with K8sSQL(backend, *POLL) as writer:
+    with K8sSQL(backend, *POLL, "--name", "writer") as writer:
         with EtcdClient(writer.endpoint) as writing:
             stop = threading.Event()
             written: list[int] = []
@@ -62,14 +62,14 @@ def test_watchers_resume_without_gap_after_a_server_restarts(backend: str) -> No
             thread = threading.Thread(target=keep_writing)
             thread.start()
             try:
-                watched = K8sSQL(backend, *POLL)
+                watched = K8sSQL(backend, *POLL, "--name", "watched")
                 with EtcdClient(watched.endpoint) as client:
                     session = watch_from(client, 0)
                     while len(written) < 20:
                         time.sleep(0.05)
                     before = session.events_until(written[-1])
                 watched.stop()
-                with K8sSQL(backend, *POLL) as restarted, EtcdClient(restarted.endpoint) as client:
+                with K8sSQL(backend, *POLL, "--name", "watched") as restarted, EtcdClient(restarted.endpoint) as client:
                     session = watch_from(client, before[-1][2] + 1)
                     time.sleep(0.5)
                     stop.set()

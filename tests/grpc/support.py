@@ -45,12 +45,14 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def make_certificates(directory: Path) -> Certificates:
-    """Create ca.pem, server.pem/.key, client.pem/.key (by ca.pem), stranger.pem/.key (by other-ca.pem)."""
+    """Create ca.pem, server.pem/.key, client.pem/.key, peer.pem/.key (server and client use, for
+    127.0.0.1 and localhost) by ca.pem, and stranger.pem/.key (by other-ca.pem)."""
     now = datetime.datetime.now(datetime.UTC)
 
     def issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
               issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool = False,
-              usage: ExtendedKeyUsageOID | None = None, names: list[x509.GeneralName] = ()) -> x509.Certificate:
+              usage: ExtendedKeyUsageOID | list[ExtendedKeyUsageOID] | None = None,
+              names: list[x509.GeneralName] = ()) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(subject))
@@ -62,7 +64,8 @@ def make_certificates(directory: Path) -> Certificates:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
         if usage is not None:
-            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            usages = usage if isinstance(usage, list) else [usage]
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
@@ -86,6 +89,11 @@ def make_certificates(directory: Path) -> Certificates:
     save("stranger.pem", issue("stranger", stranger_key, _name("other CA"), other_key,
                                usage=ExtendedKeyUsageOID.CLIENT_AUTH))
     _write_key(directory / "stranger.key", stranger_key)
+    peer_key = ec.generate_private_key(ec.SECP256R1())
+    save("peer.pem", issue("peer", peer_key, ca.subject, ca_key,
+                           usage=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+                           names=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]))
+    _write_key(directory / "peer.key", peer_key)
     return Certificates(directory)
 
 

@@ -40,8 +40,8 @@ def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 def test_a_lease_kept_alive_through_one_server_is_expired_by_the_other(backend: str) -> None:
-    with K8sSQL(backend) as survivor, EtcdClient(survivor.endpoint) as through_survivor:
-        with K8sSQL(backend) as keeper, EtcdClient(keeper.endpoint) as through_keeper:
+    with K8sSQL(backend, "--name", "survivor") as survivor, EtcdClient(survivor.endpoint) as through_survivor:
+        with K8sSQL(backend, "--name", "keeper") as keeper, EtcdClient(keeper.endpoint) as through_keeper:
             grant(through_survivor, 5, 3)
             put(through_survivor, b"held", 5)
             # A witness with the same TTL, granted after lease 5 and never renewed: once a sweep
@@ -62,7 +62,7 @@ def test_a_lease_kept_alive_through_one_server_is_expired_by_the_other(backend: 
 
 
 def test_any_server_renews_any_lease(backend: str) -> None:
-    with K8sSQL(backend) as one, K8sSQL(backend) as other:
+    with K8sSQL(backend, "--name", "one") as one, K8sSQL(backend, "--name", "other") as other:
         with EtcdClient(one.endpoint) as first, EtcdClient(other.endpoint) as second:
             grant(first, 6, 30)
             assert keep_alive(second, 6) == 30

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from twisted.internet.task import Clock
 
 from k8s_sql.etcd.auth import AUTH_UNSUPPORTED, AuthService
 from k8s_sql.etcd.cluster import ClusterService
@@ -19,7 +20,7 @@ from k8s_sql.etcd.services import register
 from k8s_sql.grpc.registry import MethodRegistry
 from k8s_sql.grpc.status import GRPCError, StatusCode
 from k8s_sql.proto import rpc_pb2
-from k8s_sql.store.model import Alarm, AlarmType, PutRequest
+from k8s_sql.store.model import Alarm, AlarmType, MemberRecord, PutRequest
 
 IDENTITY = Identity(cluster_id=11, member_id=22)
 GET, ACTIVATE, DEACTIVATE = rpc_pb2.AlarmRequest.GET, rpc_pb2.AlarmRequest.ACTIVATE, rpc_pb2.AlarmRequest.DEACTIVATE
@@ -141,7 +142,7 @@ def test_enabling_a_valid_downgrade_is_unimplemented(run: Callable[..., Any], ma
 
 def test_member_list_shows_this_member_with_its_client_urls(run: Callable[..., Any], store: Any) -> None:
     urls = ["http://127.0.0.1:1"]
-    cluster = ClusterService(store, IDENTITY, "node-a", lambda: urls)
+    cluster = ClusterService(store, IDENTITY, "node-a", lambda: urls, list, Clock())
     urls.append("https://127.0.0.1:2")  # known only once the server listens
     response = run(cluster.member_list, rpc_pb2.MemberListRequest(), None)
     assert response.header.revision == 1
@@ -150,8 +151,37 @@ def test_member_list_shows_this_member_with_its_client_urls(run: Callable[..., A
     ]
 
 
+def registered(instance: int, name: str, member_id: int, client: str, peer: str, deadline: float) -> MemberRecord:
+    return MemberRecord(instance, name, member_id, (client,), (peer,), "host", "space", instance, deadline)
+
+
+def test_member_list_shows_the_live_registered_servers_one_member_per_name(run: Callable[..., Any], store: Any) -> None:
+    clock = Clock()
+    clock.advance(100)
+    cluster = ClusterService(store, IDENTITY, "node-a", lambda: ["http://a:1"], lambda: ["http://a:2"], clock)
+    for record in (
+        registered(1, "node-a", 22, "http://a:1", "http://a:2", 110),  # this server, as registered
+        registered(2, "node-b", 7, "http://b:1", "http://b:2", 110),
+        registered(3, "node-b", 7, "http://b:1", "http://b:3", 110),  # a worker of node-b
+        registered(4, "node-c", 99, "http://c:1", "http://c:2", 99),  # expired
+    ):
+        run(store.register_member, record, 90)
+    members = run(cluster.member_list, rpc_pb2.MemberListRequest(), None).members
+    assert [(m.ID, m.name, list(m.clientURLs), list(m.peerURLs)) for m in members] == [
+        (7, "node-b", ["http://b:1"], ["http://b:2", "http://b:3"]),
+        (22, "node-a", ["http://a:1"], ["http://a:2"]),
+    ]
+    not_found = (StatusCode.NOT_FOUND, "etcdserver: member not found")
+    assert refused(run, cluster.member_remove, rpc_pb2.MemberRemoveRequest(ID=99)) == not_found
+    code, message = refused(run, cluster.member_remove, rpc_pb2.MemberRemoveRequest(ID=7))
+    assert code == StatusCode.UNIMPLEMENTED and "sharing the database" in message
+    assert refused(run, cluster.member_promote, rpc_pb2.MemberPromoteRequest(ID=7)) == (
+        StatusCode.FAILED_PRECONDITION, "etcdserver: can only promote a learner member"
+    )
+
+
 def test_membership_changes_are_refused(run: Callable[..., Any], store: Any) -> None:
-    cluster = ClusterService(store, IDENTITY, "default", list)
+    cluster = ClusterService(store, IDENTITY, "default", list, list, Clock())
     not_found = (StatusCode.NOT_FOUND, "etcdserver: member not found")
     assert refused(run, cluster.member_remove, rpc_pb2.MemberRemoveRequest(ID=5)) == not_found
     assert refused(run, cluster.member_update, rpc_pb2.MemberUpdateRequest(ID=5)) == not_found
@@ -186,7 +216,7 @@ def test_every_method_of_the_three_services_is_registered(store: Any, reactor: A
     register(
         registry,
         MaintenanceService(store, IDENTITY, "3.6.4", reactor),
-        ClusterService(store, IDENTITY, "default", list),
+        ClusterService(store, IDENTITY, "default", list, list, reactor),
         AuthService(store, IDENTITY),
     )
     for name in ("Maintenance", "Cluster", "Auth"):

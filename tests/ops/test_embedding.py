@@ -26,7 +26,7 @@ def test_the_embedded_program(tmp_path: Path) -> None:
     try:
         endpoint = process.wait_for_output(r"^etcd API on http://(127\.0\.0\.1:\d+)$").group(1)
         assert process.wait_for_output(r"^stages: ").string.split() == [
-            "stages:", "store", "follower", "housekeeping", "etcd", "client", "metrics",
+            "stages:", "store", "follower", "housekeeping", "etcd", "peers", "client", "metrics", "members",
         ]
         # The application's own write, made through the store, served to etcdctl.
         assert etcdctl(endpoint, "get", "/my-app/started", "--print-value-only").stdout == "yes\n"

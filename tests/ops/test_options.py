@@ -55,6 +55,10 @@ def test_every_option_reaches_the_configuration(certificates: Certificates) -> N
         "--poll-interval", "250ms", "--progress-notify-interval", "5s", "--lease-min-ttl", "5",
         "--lease-sweep-interval", "1", "--slow-sql-threshold", "0", "--shutdown-grace", "1m",
         "--grpc-keepalive-interval", "0", "--grpc-keepalive-timeout", "5s",
+        "--member-timeout", "30s", "--peer-listen", "tcp:2380:interface=0.0.0.0",
+        "--advertise-peer-urls", "https://10.0.0.1:2380", "--peer-cert-file", certificates.path("peer.pem"),
+        "--peer-key-file", certificates.path("peer.key"), "--peer-trusted-ca-file", certificates.path("ca.pem"),
+        "--peer-client-cert-auth",
         "--log-format", "json", "--log-level", "warn",
     )
     assert options.config() == ServerConfig(
@@ -70,6 +74,9 @@ def test_every_option_reaches_the_configuration(certificates: Certificates) -> N
         poll_interval=0.25, progress_notify_interval=5.0, lease_min_ttl=5,
         lease_sweep_interval=1.0, slow_sql_threshold=0.0, shutdown_grace=60.0,
         grpc_keepalive_interval=0.0, grpc_keepalive_timeout=5.0,
+        member_timeout=30.0, peer_listen="tcp:2380:interface=0.0.0.0", advertise_peer_urls=["https://10.0.0.1:2380"],
+        peer_cert_file=certificates.path("peer.pem"), peer_key_file=certificates.path("peer.key"),
+        peer_trusted_ca_file=certificates.path("ca.pem"), peer_client_cert_auth=True,
     )
     assert (options["log-format"], options["log-level"]) == ("json", "warn")
 
@@ -99,6 +106,13 @@ def test_every_configuration_field_has_an_option() -> None:
     (["--advertise-client-urls", "10.0.0.1:2379"], "bad client URL '10.0.0.1:2379'"),
     (["--advertise-client-urls", "http://node-1"], "bad client URL 'http://node-1'"),
     (["--client-cert-auth"], "TLS: client certificate options need a server certificate and key"),
+    (["--member-timeout", "0"], "--member-timeout: '0' is not greater than zero"),
+    (["--peer-listen", "tcp:nope"], "bad endpoint description 'tcp:nope'"),
+    (["--peer-listen", "tcp:0", "--advertise-peer-urls", "10.0.0.1:2380"], "bad peer URL '10.0.0.1:2380'"),
+    (["--peer-listen", "tcp:0", "--advertise-peer-urls", "ftp://10.0.0.1:2380"], "bad peer URL 'ftp://10.0.0.1:2380'"),
+    (["--peer-listen", "tcp:0", "--advertise-peer-urls", "http://node-1"], "bad peer URL 'http://node-1'"),
+    (["--advertise-peer-urls", "http://node-1:2380"], "--advertise-peer-urls and --peer-client-cert-auth need --peer-listen"),
+    (["--peer-listen", "tcp:0", "--peer-client-cert-auth"], "TLS: client certificate options need a server certificate"),
 ])
 def test_bad_options_are_refused_in_one_line(arguments: list[str], message: str) -> None:
     text = refusal(*arguments)
@@ -125,6 +139,26 @@ def test_tls_files_are_read_and_checked(certificates: Certificates, tmp_path: Pa
         f"{conflicting!r} has TLS of its own"
     )
     assert parsed("--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca, "--client-cert-auth")
+
+
+def test_peer_tls_files_are_read_and_checked(certificates: Certificates, tmp_path: Path) -> None:
+    cert, key, ca = certificates.path("peer.pem"), certificates.path("peer.key"), certificates.path("ca.pem")
+    missing = str(tmp_path / "missing.pem")
+    assert refusal("--peer-cert-file", cert) == "TLS: peer TLS needs both --peer-cert-file and --peer-key-file"
+    assert refusal("--peer-trusted-ca-file", missing) == f"cannot read TLS file {missing}: No such file or directory"
+    assert refusal("--peer-trusted-ca-file", key) == f"TLS: {key} holds no PEM certificate"
+    assert refusal("--peer-cert-file", cert, "--peer-key-file", certificates.path("client.key")).startswith(
+        f"TLS: cannot use {cert} with"
+    )
+    conflicting = f"h2tls:certFile={cert}:keyFile={key}:tcp:2380"
+    assert refusal("--peer-cert-file", cert, "--peer-key-file", key, "--peer-listen", conflicting).startswith(
+        f"{conflicting!r} has TLS of its own"
+    )
+    plan = plan_server(parsed("--peer-listen", "tcp:0", "--peer-cert-file", cert, "--peer-key-file", key,
+                              "--peer-trusted-ca-file", ca, "--peer-client-cert-auth").config(), MemoryReactor())
+    assert plan.peer is not None and plan.peer[0] == "tcp:0" and plan.peer_tls.chain and plan.peer_tls.trust
+    assert plan.peer_serves_tls(parsed("--peer-listen", "tcp:0", "--peer-cert-file", cert, "--peer-key-file", key).config())
+    assert plan_server(ServerConfig(), MemoryReactor()).peer is None
 
 
 def test_the_plan_holds_the_endpoints_and_the_compaction_policy() -> None:
@@ -264,7 +298,10 @@ def test_the_server_is_a_tree_of_named_stages_in_start_order() -> None:
     server = K8sSQLService(
         ServerConfig(auto_compaction_retention="1h", metrics_listen=["tcp:0:interface=127.0.0.1"]), MemoryReactor()
     )
-    assert [child.name for child in server] == ["store", "follower", "housekeeping", "etcd", "client", "metrics"]
+    assert [child.name for child in server] == [
+        "store", "follower", "housekeeping", "etcd", "peers", "client", "metrics", "members",
+    ]
+    assert [child.name for child in server.getServiceNamed("peers")] == ["signals"]
     assert [child.name for child in server.getServiceNamed("housekeeping")] == ["lease-sweeper", "compactor"]
     assert [child.name for child in server.getServiceNamed("client")] == ["tcp:2379:interface=127.0.0.1"]
     assert [child.name for child in server.getServiceNamed("metrics")] == ["tcp:0:interface=127.0.0.1"]
