@@ -3,8 +3,11 @@
 Every commit signal of the store pokes the follower (``IChangeLog.notify_commits``: local
 commits at once, commits the database pushes, and polls for the rest; see
 ``k8s_sql.store.signals``).  Pokes coalesce: one read of the log is in flight at a time,
-and however many pokes arrive meanwhile, they cause at most one more.  A failed read is
-logged and retried; it never stops the follower.
+and however many pokes arrive meanwhile, they cause at most one more, and none when each
+names a revision that the reads under way were asked for before they began (a commit is
+visible before it is signalled, so those reads see it): the same commit signalled twice,
+by a peer and by PostgreSQL's NOTIFY, costs one read.  A failed read is logged and retried;
+it never stops the follower.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ class Follower(Service):
         self._unsubscribe: Callable[[], object] | None = None
         self._retry: IDelayedCall | None = None
         self._wanted = False
+        #: The newest revision a poke named, and the newest the reads under way will see.
+        self._asked = 0
+        self._covered = 0
         self._following = False
         self._task: Deferred[None] | None = None
         self._waiting: list[Deferred[None]] = []
@@ -96,9 +102,14 @@ class Follower(Service):
         self._waiting = []
 
     def poke(self, revision: int | None = None) -> None:
-        """Read the log soon, unless ``revision`` has been published already."""
-        if not self.running or (revision is not None and revision <= self._hub.revision):
+        """Read the log soon, unless ``revision`` has been published already or will be by
+        the reads under way."""
+        if not self.running:
             return
+        if revision is not None:
+            if revision <= self._hub.revision or (self._following and revision <= self._covered):
+                return
+            self._asked = max(self._asked, revision)
         self._wanted = True
         if not self._following:
             self._following = True
@@ -121,6 +132,7 @@ class Follower(Service):
         try:
             while self._wanted and self.running:
                 self._wanted = False
+                self._covered = self._asked
                 waiting, self._waiting = self._waiting, []
                 try:
                     at_end = await self._read()

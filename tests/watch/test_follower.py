@@ -203,3 +203,27 @@ def test_stopping_stops_reading_and_releases_waiters() -> None:
     clock.advance(60)
     assert len(log.reads) == 1
     assert watcher.received == []
+
+
+def test_a_revision_signalled_again_while_a_read_that_will_see_it_runs_costs_no_read() -> None:
+    """A commit is visible before it is signalled: a read begun after its first signal sees it."""
+    log = MemoryLog(manual=True)
+    follower, hub, clock, watcher = started(log)
+    log.answer()
+    log.write((b"a", b"1"), notify=False)
+    follower.poke(2)  # a peer's signal: the read begins
+    follower.poke(2)  # the same commit, by NOTIFY
+    follower.poke(1)
+    assert len(log.pending) == 1
+    log.answer()
+    assert [revision for revision, _ in watcher.received] == [2]
+    assert log.pending == [], "no second read"
+    log.write((b"b", b"1"), notify=False)
+    follower.poke(3)
+    follower.poke(3)
+    log.write((b"c", b"1"), notify=False)
+    follower.poke(4)  # newer than the read under way was asked for: one more read
+    log.answer()
+    assert len(log.pending) == 1
+    log.answer()
+    assert [revision for revision, _ in watcher.received] == [2, 3, 4]
