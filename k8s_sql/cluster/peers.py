@@ -86,7 +86,11 @@ class SignalReceiver(Protocol):
     async def _admit(self, instance: int) -> None:
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
-        member = await self.listener.lookup(instance)
+        try:
+            member = await self.listener.lookup(instance)
+        except Exception as error:
+            self._refuse(f"cannot read the member registry: {error}")
+            return
         if member is None:
             self._refuse(f"instance {instance:x} is not a live member")
             return

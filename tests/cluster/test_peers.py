@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.service import IService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError, ConnectionDone
@@ -16,9 +17,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
 
 from k8s_sql.cluster.peers import FIRST_RETRY, HELLO_TIMEOUT, MAX_RETRY, PeerSignals, SignalListener
 from k8s_sql.cluster.wire import ADMITTED, Answer, Hello, SendingEnd, Signal
+from k8s_sql.store.errors import Unavailable
 from tests.cluster.doubles import SECRET, Endpoints, Store, member
 
 OWN = 1
@@ -38,6 +41,7 @@ def messages(events: Any) -> list[str]:
 def test_links_go_to_every_live_peer_with_a_peer_url_but_itself() -> None:
     clock = Clock()
     _, endpoints, signals = sending(clock)
+    assert verifyObject(IService, signals)
     signals.members_changed([member(OWN, "http://me:1"), member(2, "http://b:1"), member(3)])
     assert [attempt.url for attempt in endpoints.attempts] == ["http://b:1"]
     endpoints.attempts[0].accept()
@@ -210,3 +214,21 @@ def test_a_silent_connection_is_closed_after_the_hello_timeout() -> None:
         clock.advance(0.1)
     assert transport.disconnecting
     assert messages(events) == ["refused commit signals from 127.0.0.1:40000: no hello in time"]
+
+
+def test_a_sender_is_refused_while_the_registry_cannot_be_read() -> None:
+    async def unreadable(instance: int) -> Any:
+        raise Unavailable("database db is unavailable")
+
+    clock, committed = Clock(), []
+    listener = SignalListener(Store(), clock, unreadable, committed.append)  # type: ignore[arg-type]
+    protocol = listener.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    protocol.makeConnection(transport)
+    end, greeting = hello(transport)
+    with capturedLogs() as events:
+        protocol.dataReceived(greeting + end.signal(4))
+    assert transport.disconnecting and committed == []
+    assert messages(events) == [
+        "refused commit signals from 127.0.0.1:40000: cannot read the member registry: database db is unavailable"
+    ]

@@ -10,9 +10,11 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
+from zope.interface.verify import verifyObject
 
 from k8s_sql.cluster.process import ProcessPlace
 from k8s_sql.cluster.registry import MemberRegistry, NameTaken
+from k8s_sql.staged import IStagedService
 from k8s_sql.store.errors import Unavailable
 from k8s_sql.store.model import MemberRecord
 from tests.cluster.doubles import Registry
@@ -49,6 +51,7 @@ def test_a_server_registers_with_its_urls_and_sees_the_others() -> None:
     store, clock = Registry(), Clock()
     clock.advance(1000)
     first, second = server(store, clock, 1, "a"), server(store, clock, 2, "b", port=2)
+    assert verifyObject(IStagedService, first)
     seen: list[list[int]] = []
     first.observe(lambda members: seen.append([member.instance for member in members]))
     assert started(first) is None
