@@ -215,11 +215,13 @@ class K8sSQLService(StagedService):
         self._peers = StagedService()
         if self.plan.peer is not None:
             description, endpoint = self.plan.peer
-            listener = SignalListener(store, reactor, members.lookup, store.signals.committed)
+            listener = SignalListener(store, reactor, members.lookup, store.signals.peer)
             listening = ListeningService(description, endpoint, listener)
             listening.setName("listener")
             self._peers.addService(listening)
-        signals = PeerSignals(store, reactor, instance, partial(peer_endpoint, reactor, tls=self.plan.peer_tls))
+        signals = PeerSignals(
+            store, reactor, instance, config.name, partial(peer_endpoint, reactor, tls=self.plan.peer_tls)
+        )
         signals.setName("signals")
         self._peers.addService(signals)
         members.observe(signals.members_changed)

@@ -2,7 +2,8 @@
 
 After each of its own commits a server tells its live peers the revision over a
 connection to each (``PeerSignals``, one ``PeerLink`` per peer process); a peer takes
-it (``SignalListener``) into its store's commit signals, which wake its follower.  Many
+it (``SignalListener``) into its store's commit signals (``CommitSignals.peer``), which
+wake its follower.  Many
 commits in one reactor turn become one signal, of the newest revision.  Connections are
 authenticated by the database's peer secret and signals signed (``k8s_sql.cluster.wire``);
 the listener also refuses a sender that is not a live member.
@@ -291,11 +292,16 @@ class PeerLink:
 
 
 class PeerSignals(Service):
-    """Sends this server's commits to every live peer process with a peer URL.
+    """Sends this server's commits to every live process of the other servers with a peer URL.
+
+    Processes registered with this server's own name are left out: its worker processes
+    hear its commits from their supervisor (``k8s_sql.workers``), and an earlier run of
+    it has stopped.
 
     @param store: whose local commits to send, and the peer secret.
     @param clock: schedules the sending and reconnections.
     @param instance: this process's instance in the member registry.
+    @param name: this server's name.
     @param endpoint: the endpoint reaching a peer URL.
     """
 
@@ -306,11 +312,13 @@ class PeerSignals(Service):
         store: IClusterStore,
         clock: IReactorTime,
         instance: int,
+        name: str,
         endpoint: Callable[[str], IStreamClientEndpoint],
     ) -> None:
         self.store = store
         self.clock = clock
         self.instance = instance
+        self.member_name = name
         self.endpoint = endpoint
         #: The newest revision this store committed.
         self.newest = 0
@@ -348,13 +356,11 @@ class PeerSignals(Service):
             link.signal(self.newest)
 
     def members_changed(self, members: Sequence[MemberRecord]) -> None:
-        """Link to each live peer process with a peer URL, and to no other."""
+        """Link to each live process of another server with a peer URL, and to no other."""
         self._members = members
         if not self.running:
             return
-        wanted = {
-            member.instance: member for member in members if member.instance != self.instance and member.peer_urls
-        }
+        wanted = {member.instance: member for member in members if member.name != self.member_name and member.peer_urls}
         for instance in list(self.links):
             if instance not in wanted or wanted[instance].peer_urls != self.links[instance].member.peer_urls:
                 self.links.pop(instance).stop()

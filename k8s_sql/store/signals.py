@@ -1,9 +1,14 @@
 """News of commits, from every source, for whoever follows the log (the watch follower).
 
-A commit is news from three places: this store's own write path, at once after each
-commit; the database, where it pushes other servers' announcements (PostgreSQL
-LISTEN/NOTIFY, ``k8s_sql.store.listener``); and, as the fallback for commits nothing
-announces, a poll every ``poll_interval`` seconds, which says only that something may be new.
+A commit is news from four places: this store's own write path, at once after each
+commit (``local``); the database, where it pushes other servers' announcements (PostgreSQL
+LISTEN/NOTIFY, ``k8s_sql.store.listener``); the other servers themselves, whose signals
+arrive over the peer channel (``peer``, from ``k8s_sql.cluster.peers``); and, as the
+fallback for commits nothing announces, a poll every ``poll_interval`` seconds, which says
+only that something may be new.  Local commits are also told to the local subscribers,
+which pass them on to the other servers and to this server's other processes; peers'
+signals to the peer subscribers, which pass them on to this server's other processes only,
+so that no signal travels on from the server that received it.
 A signal only wakes: what was committed, and in which order, is read from the log, so a
 lost or repeated signal delays an event by at most one poll and never reorders one.
 """
@@ -54,6 +59,7 @@ class CommitSignals:
         self._listen = listen
         self._observers: list[CommitObserver] = []
         self._local: list[Callable[[int], None]] = []
+        self._peer: list[Callable[[int], None]] = []
         self._channel: Stoppable | None = None
         self._poller: LoopingCall | None = None
 
@@ -72,6 +78,12 @@ class CommitSignals:
         self._local.append(observer)
         return lambda: self._local.remove(observer)
 
+    def subscribe_peer(self, observer: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``observer(revision)`` for each commit another server signalled to this store
+        (to pass the news on to this server's other processes); returns the unsubscriber."""
+        self._peer.append(observer)
+        return lambda: self._peer.remove(observer)
+
     def committed(self, revision: int | None) -> None:
         """Signal that ``revision`` is committed (``None``: something may be); any source calls this."""
         self._tell(self._observers, revision)
@@ -80,6 +92,11 @@ class CommitSignals:
         """Signal a commit made through this store: every observer hears of it, local ones too."""
         self._tell(self._observers, revision)
         self._tell(self._local, revision)
+
+    def peer(self, revision: int) -> None:
+        """Signal a commit another server signalled: every observer hears of it, peer ones too."""
+        self._tell(self._observers, revision)
+        self._tell(self._peer, revision)
 
     def _tell(self, observers: list[Any], revision: int | None) -> None:
         for observer in list(observers):

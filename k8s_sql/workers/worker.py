@@ -5,8 +5,9 @@ inherited: the control channel and the hand-off socket.  It is a complete server
 (``K8sSQLService``) whose client endpoints are the connections the supervisor hands over,
 without a metrics port of its own (the supervisor serves one for all workers); only
 worker 0 sweeps leases and compacts.  Its last stage, ``SupervisorLink``, says it is
-ready, passes every commit it makes to its siblings through the supervisor, and answers
-the supervisor's questions; when the supervisor goes away, the worker stops.
+ready, passes every commit it makes to its siblings through the supervisor (and the
+commits other servers signal to it: only worker 0 has the peer port of ``--peer-listen``),
+and answers the supervisor's questions; when the supervisor goes away, the worker stops.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client.exposition import generate_latest
@@ -59,7 +60,7 @@ class SupervisorLink(Service):
         )
         #: The worker's server, of which this is the last stage (``attach``).
         self.server: K8sSQLService
-        self._unsubscribe: Any = None
+        self._unsubscribe: list[Callable[[], None]] = []
 
     def attach(self, server: K8sSQLService) -> None:
         """Become the last stage of ``server``."""
@@ -72,17 +73,19 @@ class SupervisorLink(Service):
         super().startService()
         self.reactor.adoptStreamConnection(CONTROL_FD, socket.AF_UNIX, _Connected(self.channel))
         os.close(CONTROL_FD)
-        self._unsubscribe = self.server.signals.subscribe_local(self._committed)
+        signals = self.server.signals
+        self._unsubscribe = [signals.subscribe_local(self._committed), signals.subscribe_peer(self._committed)]
         self.channel.send("ready")
 
     def stopService(self) -> None:
         """Pass on no more commits."""
         super().stopService()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        unsubscribe, self._unsubscribe = self._unsubscribe, []
+        for stop in unsubscribe:
+            stop()
 
     def _committed(self, revision: int) -> None:
+        """This worker committed, or a peer server signalled to it: tell the siblings."""
         self.channel.send("commit", revision=revision)
 
     def _commit(self, message: dict[str, Any]) -> None:
@@ -131,6 +134,8 @@ class WorkerOptions(Options):
             ]
 
         link = SupervisorLink(reactor)
+        if self.spec.index != 0:  # worker 0 takes the peer port, and passes what it hears on
+            config = dataclasses.replace(config, peer_listen=None, advertise_peer_urls=[], peer_client_cert_auth=False)
         server = K8sSQLService(
             dataclasses.replace(config, metrics_listen=[]),
             reactor,

@@ -33,8 +33,9 @@ class Store:
             observer(revision)
 
 
-def member(instance: int, *urls: str, name: str = "peer") -> MemberRecord:
-    """A live registry row with peer ``urls``."""
+def member(instance: int, *urls: str, name: str = "") -> MemberRecord:
+    """A live registry row with peer ``urls``, of the server ``server-<instance>`` unless named."""
+    name = name or f"server-{instance}"
     return MemberRecord(instance, name, instance, ("http://127.0.0.1:1",), tuple(urls), "h", "s", instance, 1e12)
 
 

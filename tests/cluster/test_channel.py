@@ -36,13 +36,16 @@ class Peer:
         self.woken: list[int | None] = []
         self.waiting: list[tuple[int, Deferred[None]]] = []
         self.store.notify_commits(self._woken)
-        self.listening = ListeningService("peer", listen, SignalListener(self.store, reactor, self.lookup, self.store.signals.committed))
+        listener = SignalListener(self.store, reactor, self.lookup, self.store.signals.peer)
+        self.listening = ListeningService("peer", listen, listener)
         run(self.listening.startService)
         run(self.listening.whenStarted)
         self.url = peer_url(self.listening.port.getHost(), secure)
         self.record = MemberRecord(instance, f"server-{instance}", instance, (), (self.url,), "h", "s", instance, FOREVER)
         run(self.store.register_member, self.record, 0.0)
-        self.signals = PeerSignals(self.store, reactor, instance, partial(peer_endpoint, reactor, tls=tls))
+        self.signals = PeerSignals(
+            self.store, reactor, instance, f"server-{instance}", partial(peer_endpoint, reactor, tls=tls)
+        )
         run(self.signals.startService)
 
     async def lookup(self, instance: int) -> MemberRecord | None:
@@ -123,6 +126,7 @@ def test_peers_with_tls_verify_each_other(run: Run, reactor: Any, pair: Any, cer
         first.store,
         reactor,
         first.instance,
+        "stranger",
         partial(peer_endpoint, reactor, tls=PeerTLS.from_files(
             certificates.path("stranger.pem"), certificates.path("stranger.key"), files[2]
         )),

@@ -29,7 +29,7 @@ OWN = 1
 
 def sending(clock: Clock) -> tuple[Store, Endpoints, PeerSignals]:
     store, endpoints = Store(), Endpoints()
-    signals = PeerSignals(store, clock, OWN, endpoints)  # type: ignore[arg-type]
+    signals = PeerSignals(store, clock, OWN, "server-1", endpoints)  # type: ignore[arg-type]
     signals.startService()
     return store, endpoints, signals
 
@@ -38,11 +38,16 @@ def messages(events: Any) -> list[str]:
     return [event["log_format"].format(**event) for event in events]
 
 
-def test_links_go_to_every_live_peer_with_a_peer_url_but_itself() -> None:
+def test_links_go_to_every_live_process_of_another_server_with_a_peer_url() -> None:
     clock = Clock()
     _, endpoints, signals = sending(clock)
     assert verifyObject(IService, signals)
-    signals.members_changed([member(OWN, "http://me:1"), member(2, "http://b:1"), member(3)])
+    signals.members_changed([
+        member(OWN, "http://me:1"),
+        member(5, "http://me:2", name="server-1"),  # a worker process of this server, or an earlier run
+        member(2, "http://b:1"),
+        member(3),  # no peer port
+    ])
     assert [attempt.url for attempt in endpoints.attempts] == ["http://b:1"]
     endpoints.attempts[0].accept()
     signals.members_changed([member(OWN, "http://me:1"), member(4, "unix:///run/d.sock")])
@@ -87,8 +92,8 @@ def test_a_lost_peer_is_connected_again_later_and_hears_the_newest_revision() ->
         second.accept()
         second.protocol.connectionLost(Failure(ConnectionDone()))
     assert messages(events) == [
-        "sending commit signals to peer (2) at http://b:1",
-        "lost the connection to peer at http://b:1: Connection was closed cleanly.",
+        "sending commit signals to server-2 (2) at http://b:1",
+        "lost the connection to server-2 at http://b:1: Connection was closed cleanly.",
     ]
     assert second.events == [Hello(OWN), Signal(3)]
     clock.advance(FIRST_RETRY)  # admitted, the delay started again from the first

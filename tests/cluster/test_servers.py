@@ -269,3 +269,34 @@ def test_a_member_id_is_stable_across_restarts_and_a_name_in_use_is_refused(back
     with Server(backend, "node") as restarted:
         assert etcdctl_json(restarted.endpoint, "endpoint", "status")[0]["Status"]["header"]["member_id"] == member_id
         assert restarted.members() == [("node", [f"http://{restarted.endpoint}"])]
+
+
+def test_a_server_with_worker_processes_is_one_member_and_every_worker_hears_its_peers(backend: str) -> None:
+    """Worker 0 takes the peer port and passes peers' signals to its siblings; every worker
+    signals its own commits to the peers."""
+    with (
+        K8sSQL(backend, "--name", "workers", "--workers", "2", "--member-timeout", TIMEOUT, "--peer-listen",
+               "tcp:0:interface=127.0.0.1", *NO_POLL) as workers,
+        Server(backend, "single", *NO_POLL) as single,
+    ):
+        workers.wait_for_output(r"with 2 worker processes")
+        single.wait_for_output(r"sending commit signals to workers")
+        assert [name for name, _ in single.members()] == ["single", "workers"]
+        listed = etcdctl_json(single.endpoint, "member", "list")["members"]
+        assert [len(member.get("peerURLs", [])) for member in sorted(listed, key=lambda m: m["name"])] == [1, 1]
+        watchers = [Watcher(workers), Watcher(workers)]  # two connections: one to each worker
+        with EtcdClient(single.endpoint) as client:
+            for number in range(5):
+                sent = time.monotonic()
+                revision = put(client, b"/c/k", b"%d" % number)
+                for watcher in watchers:
+                    assert watcher.arrival(revision, timeout=2.0) - sent < 2.0
+        watcher = Watcher(single)
+        with EtcdClient(workers.endpoint) as first, EtcdClient(workers.endpoint) as second:
+            for number in range(3):  # through both workers
+                for client in (first, second):
+                    sent = time.monotonic()
+                    revision = put(client, b"/c/w", b"%d" % number)
+                    assert watcher.arrival(revision, timeout=2.0) - sent < 2.0
+        for each in [*watchers, watcher]:
+            each.close()

@@ -98,3 +98,19 @@ def test_local_commits_reach_local_observers_and_others_do_not() -> None:
     leave()
     signals.local(4)
     assert everything == [2, 3, None, 4] and local == [2]
+
+
+def test_peers_signals_reach_every_observer_and_the_peer_ones_but_not_the_local_ones() -> None:
+    signals = CommitSignals(Clock())
+    everything: list[int | None] = []
+    local: list[int] = []
+    peer: list[int] = []
+    signals.subscribe(everything.append)
+    signals.subscribe_local(local.append)
+    leave = signals.subscribe_peer(peer.append)
+    signals.peer(2)
+    signals.local(3)
+    signals.committed(4)  # from this server's other processes, the database or a poll
+    leave()
+    signals.peer(5)
+    assert everything == [2, 3, 4, 5] and local == [3] and peer == [2]
