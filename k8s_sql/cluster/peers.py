@@ -24,7 +24,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from k8s_sql.cluster.endpoints import describe_address
@@ -89,8 +89,8 @@ class SignalReceiver(Protocol):
             self._timeout.cancel()
         try:
             member = await self.listener.lookup(instance)
-        except Exception as error:
-            self._refuse(f"cannot read the member registry: {error}")
+        except Exception as error:  # a database outage, which the store reports
+            self._refuse(f"cannot read the member registry: {error}", LogLevel.info)
             return
         if member is None:
             self._refuse(f"instance {instance:x} is not a live member")
@@ -109,9 +109,11 @@ class SignalReceiver(Protocol):
         if waiting:
             self.listener.committed(max(waiting))
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, level: LogLevel = LogLevel.warn) -> None:
         if self.connected:
-            self.listener.log.warn("refused commit signals from {address}: {reason}", address=self._peer, reason=reason)
+            self.listener.log.emit(
+                level, "refused commit signals from {address}: {reason}", address=self._peer, reason=reason
+            )
             self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

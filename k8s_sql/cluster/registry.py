@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from k8s_sql.cluster.process import ProcessPlace, running
 from k8s_sql.staged import StartingService
-from k8s_sql.store.errors import NameInUse
+from k8s_sql.store.errors import NameInUse, Unavailable
 from k8s_sql.store.interfaces import IClusterStore
 from k8s_sql.store.model import MemberRecord
 
@@ -178,7 +178,8 @@ class MemberRegistry(StartingService):
         self.log.info("left the member registry")
 
     async def beat(self) -> None:
-        """Move this process's deadline ahead and read the live members; failures are logged."""
+        """Move this process's deadline ahead and read the live members; failures are logged
+        (a database outage by the store, once)."""
         record = self._record
         if record is None:
             return
@@ -186,11 +187,13 @@ class MemberRegistry(StartingService):
         record = self._record = dataclasses.replace(record, deadline=now + self.timeout)
         try:
             members, gone = await self.store.renew_member(record, now, now - self.timeout)
-        except Exception as error:
-            self.log.warn("heartbeat failed, retrying in {interval} s: {error}", interval=self.interval, error=error)
+        except Unavailable:
+            return  # the store reports the outage once
+        except Exception:
+            self.log.failure("Heartbeat failed; beating again in {interval} s", interval=self.interval)
             return
         if gone:
-            self.log.warn("this server's registration had expired: registered again")
+            self.log.info("this server's registration had expired (it could not beat): registered again")
         self._update(members)
 
     async def _register(self) -> MemberRecord:

@@ -57,7 +57,12 @@ class Cluster:
     def start(self, index: int) -> None:
         """Start server ``index`` on its port."""
         server = K8sSQL(
-            self.url, *SERVER_OPTIONS, listen=f"tcp:{self.ports[index]}:interface=127.0.0.1", cwd=self._workdir.name
+            self.url,
+            *SERVER_OPTIONS,
+            "--name",
+            f"server-{index}",
+            listen=f"tcp:{self.ports[index]}:interface=127.0.0.1",
+            cwd=self._workdir.name,
         )
         self.servers[index] = server
         self.pids.append(server.process.pid)
