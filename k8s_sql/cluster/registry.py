@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -34,7 +35,7 @@ DEFAULT_TIMEOUT = 10.0
 #: Heartbeats per ``timeout``.
 BEATS_PER_TIMEOUT = 5
 #: Seconds a stopping server waits for its row's deletion before it stops anyway.
-DEREGISTER_TIMEOUT = 2.0
+DEREGISTER_TIMEOUT = 5.0
 
 #: ``observer(members)``: the live members changed.
 MembersObserver = Callable[[Sequence[MemberRecord]], None]
@@ -87,6 +88,8 @@ class MemberRegistry(StartingService):
         self.members: tuple[MemberRecord, ...] = ()
         self._observers: list[MembersObserver] = []
         self._beat: LoopingCall | None = None
+        #: Fires once the heartbeat has stopped and no beat is under way.
+        self._beaten: Deferred[Any] = succeed(None)
         self._refreshing: list[Deferred[None]] | None = None
 
     @property
@@ -152,17 +155,16 @@ class MemberRegistry(StartingService):
         )
         self._beat = LoopingCall(self.beat)
         self._beat.clock = self.clock
-        self._beat.start(self.interval, now=False)
+        self._beaten = self._beat.start(self.interval, now=False)
 
     def end(self) -> Deferred[None]:
         """Stop beating and delete this process's row (waiting ``DEREGISTER_TIMEOUT`` at most)."""
         beat, self._beat = self._beat, None
+        beaten: Deferred[Any] = succeed(None)
         if beat is not None and beat.running:
+            beaten = self._beaten
             beat.stop()
-        record, self._record = self._record, None
-        if record is None:
-            return succeed(None)
-        ending = Deferred.fromCoroutine(self._deregister(record))
+        ending = Deferred.fromCoroutine(self._leave(beaten))
         ending.addTimeout(DEREGISTER_TIMEOUT, self.clock)
         ending.addErrback(
             lambda failure: self.log.warn(
@@ -173,9 +175,12 @@ class MemberRegistry(StartingService):
         )
         return ending
 
-    async def _deregister(self, record: MemberRecord) -> None:
-        await self.store.deregister_member(record.instance)
-        self.log.info("left the member registry")
+    async def _leave(self, beaten: Deferred[Any]) -> None:
+        await beaten  # a beat under way would write the row again after its deletion
+        record, self._record = self._record, None
+        if record is not None:
+            await self.store.deregister_member(record.instance)
+            self.log.info("left the member registry")
 
     async def beat(self) -> None:
         """Move this process's deadline ahead and read the live members; failures are logged

@@ -13,7 +13,7 @@ from twisted.logger import capturedLogs
 from zope.interface.verify import verifyObject
 
 from k8s_sql.cluster.process import ProcessPlace
-from k8s_sql.cluster.registry import MemberRegistry, NameTaken
+from k8s_sql.cluster.registry import DEREGISTER_TIMEOUT, MemberRegistry, NameTaken
 from k8s_sql.staged import IStagedService
 from k8s_sql.store.errors import Unavailable
 from k8s_sql.store.model import MemberRecord
@@ -110,7 +110,7 @@ def test_a_server_that_cannot_leave_stops_anyway_after_a_while() -> None:
     stopped: list[Any] = []
     with capturedLogs() as events:
         registry.stopService().addBoth(stopped.append)
-        clock.advance(2.0)
+        clock.advance(DEREGISTER_TIMEOUT)
     assert stopped == [None]
     assert any("could not leave the member registry" in e["log_format"] for e in events)
 
@@ -220,3 +220,24 @@ def test_lookup_reads_the_registry_again_for_an_unknown_process_and_shares_the_r
     Deferred.fromCoroutine(first.lookup(9)).addCallback(found.append)
     assert [getattr(member, "instance", member) for member in found] == [2, 1, None]
     assert calls == 2
+
+
+def test_a_server_stopping_during_a_beat_leaves_once_the_beat_has_ended() -> None:
+    """Deleting the row before a beat under way ends would let the beat write it again."""
+    store, clock = Registry(), Clock()
+    registry = server(store, clock, 1, "a")
+    started(registry)
+    renew = store.renew_member
+    held: Deferred[None] = Deferred()
+
+    async def slow(*args: Any) -> Any:
+        await held
+        return await renew(*args)
+
+    store.renew_member = slow  # type: ignore[method-assign]
+    clock.advance(registry.interval)  # a beat begins
+    stopped: list[Any] = []
+    registry.stopService().addBoth(stopped.append)
+    assert stopped == [] and 1 in store.rows
+    held.callback(None)  # the beat ends, writing the row; then the server leaves
+    assert stopped == [None] and store.rows == {}

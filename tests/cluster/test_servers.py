@@ -123,6 +123,7 @@ def test_servers_list_each_other_and_drop_out_when_stopped_or_killed(backend: st
             health = checked.stdout + checked.stderr
             assert health.count(" is healthy") == 3, health
             three.stop()
+            assert "left the member registry" in three.text()
             assert one.members() == [("one", [f"http://{one.endpoint}"]), ("two", [f"http://{two.endpoint}"])]
         two.kill()
         assert [name for name, _ in one.members()] == ["one", "two"]  # until its registration expires
