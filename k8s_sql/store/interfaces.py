@@ -248,8 +248,8 @@ class IDialect(Interface):
     def sql(statement):
         """``statement`` with its ``?`` placeholders in the driver's parameter style (cached)."""
 
-    def schema():
-        """The DDL statements creating the tables and indexes, in order."""
+    def schema(tables):
+        """The DDL statements creating ``tables`` (default: every table) and their indexes, in order."""
 
     def connection_pool(reactor, writer, size):
         """A started-on-run ``adbapi.ConnectionPool`` of ``size`` connections for writing or reading."""

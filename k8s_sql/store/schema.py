@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Collection
 
 from k8s_sql.store.errors import SchemaTooNew
 from k8s_sql.store.session import Session
@@ -52,9 +53,15 @@ KEY_INDEX = "k8s_kv_key"
 
 
 def statements(
-    key: str, blob: str, real: str, table_options: str = "", inline_indexes: bool = False, clustered: bool = False
+    key: str,
+    blob: str,
+    real: str,
+    table_options: str = "",
+    inline_indexes: bool = False,
+    clustered: bool = False,
+    tables: Collection[str] = TABLES,
 ) -> list[str]:
-    """The DDL creating the schema, given one database's column types.
+    """The DDL creating ``tables`` (default: all) with their indexes, given one database's column types.
 
     Every statement is idempotent.  ``inline_indexes`` declares indexes inside
     ``CREATE TABLE``, for databases without ``CREATE INDEX IF NOT EXISTS`` (MySQL);
@@ -81,7 +88,7 @@ def statements(
         "k8s_secret": f"name VARCHAR(64) NOT NULL PRIMARY KEY, value {blob} NOT NULL",
     }
     ddl = []
-    for table in TABLES:
+    for table in (table for table in TABLES if table in tables):
         indexes = _INDEXES.get(table, []) + ([(KEY_INDEX, "k")] if clustered and table == "k8s_kv" else [])
         inline = "".join(f", INDEX {name} ({cols})" for name, cols in indexes) if inline_indexes else ""
         ddl.append(f"CREATE TABLE IF NOT EXISTS {table} ({columns[table]}{inline}){table_options}")
@@ -107,14 +114,20 @@ def ensure(session: Session, rng: random.Random) -> tuple[int, bytes]:
                 "that this k8s-sql understands: upgrade k8s-sql"
             )
         if found != SCHEMA_VERSION or not tables.issuperset(TABLES):
-            _create(session, rng, found)
+            _create(session, rng, found, [table for table in TABLES if table not in tables])
         cluster_id = session.row("SELECT value FROM k8s_meta WHERE name = ?", CLUSTER_ID_ROW)[0]
         return cluster_id, bytes(session.row("SELECT value FROM k8s_secret WHERE name = ?", PEER_SECRET_ROW)[0])
 
 
-def _create(session: Session, rng: random.Random, version: int | None) -> None:
-    """Create every table and first row missing; each step is idempotent."""
-    for ddl in session.dialect.schema():
+def _create(session: Session, rng: random.Random, version: int | None, missing: Collection[str]) -> None:
+    """Create the ``missing`` tables with their indexes, and every first row missing.
+
+    Only missing tables: a statement creating what exists draws a notice, which PostgreSQL's
+    pipeline mode (the writers') then takes for the answer of the next query.  A table is
+    created with its indexes in one transaction, or one statement (MySQL), so none exists
+    without them.
+    """
+    for ddl in session.dialect.schema(missing):
         session.run(ddl)
     if _meta(session, CLUSTER_ID_ROW) is None:
         session.run("INSERT INTO k8s_meta (name, value) VALUES (?, ?)", CLUSTER_ID_ROW, rng.randrange(1, 2**63))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from zope.interface import implementer
@@ -69,10 +69,16 @@ class Dialect:
             self._statements[statement] = converted
             return converted
 
-    def schema(self) -> list[str]:
-        """The DDL creating the tables and indexes."""
+    def schema(self, tables: Collection[str] = schema.TABLES) -> list[str]:
+        """The DDL creating ``tables`` and their indexes."""
         return schema.statements(
-            self.key_type, self.blob_type, self.real_type, self.table_options, self.inline_indexes, self.clustered
+            self.key_type,
+            self.blob_type,
+            self.real_type,
+            self.table_options,
+            self.inline_indexes,
+            self.clustered,
+            tables,
         )
 
     def connection_pool(self, reactor: Any, writer: bool, size: int) -> QuietConnectionPool:
