@@ -46,8 +46,12 @@ class Cluster:
         self.pids: list[int] = []
         #: What the servers killed so far had printed.
         self._past_output: list[str] = []
-        for index in range(count):
-            self.start(index)
+        try:
+            for index in range(count):
+                self.start(index)
+        except BaseException:
+            self.close()  # the servers already started, and the database
+            raise
 
     @property
     def endpoints(self) -> list[str]:
