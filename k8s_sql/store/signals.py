@@ -10,7 +10,10 @@ which pass them on to the other servers and to this server's other processes; pe
 signals to the peer subscribers, which pass them on to this server's other processes only,
 so that no signal travels on from the server that received it.
 A signal only wakes: what was committed, and in which order, is read from the log, so a
-lost or repeated signal delays an event by at most one poll and never reorders one.
+lost signal delays an event by at most one poll and never reorders one.  Observers hear a
+revision once, from whichever source named it first (on PostgreSQL a peer's commit arrives
+both over the peer channel and by NOTIFY); a signal naming a revision no newer than one
+already told is not repeated to them.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class CommitSignals:
         self._peer: list[Callable[[int], None]] = []
         self._channel: Stoppable | None = None
         self._poller: LoopingCall | None = None
+        #: The newest revision told to the observers.
+        self._told = 0
 
     def __len__(self) -> int:
         """How many observers are subscribed."""
@@ -86,17 +91,24 @@ class CommitSignals:
 
     def committed(self, revision: int | None) -> None:
         """Signal that ``revision`` is committed (``None``: something may be); any source calls this."""
-        self._tell(self._observers, revision)
+        self._tell_observers(revision)
 
     def local(self, revision: int) -> None:
         """Signal a commit made through this store: every observer hears of it, local ones too."""
-        self._tell(self._observers, revision)
+        self._tell_observers(revision)
         self._tell(self._local, revision)
 
     def peer(self, revision: int) -> None:
         """Signal a commit another server signalled: every observer hears of it, peer ones too."""
-        self._tell(self._observers, revision)
+        self._tell_observers(revision)
         self._tell(self._peer, revision)
+
+    def _tell_observers(self, revision: int | None) -> None:
+        if revision is not None:
+            if revision <= self._told:
+                return
+            self._told = revision
+        self._tell(self._observers, revision)
 
     def _tell(self, observers: list[Any], revision: int | None) -> None:
         for observer in list(observers):

@@ -114,3 +114,20 @@ def test_peers_signals_reach_every_observer_and_the_peer_ones_but_not_the_local_
     leave()
     signals.peer(5)
     assert everything == [2, 3, 4, 5] and local == [3] and peer == [2]
+
+
+def test_observers_hear_a_revision_once_whichever_sources_name_it() -> None:
+    signals = CommitSignals(Clock())
+    everything: list[int | None] = []
+    local: list[int] = []
+    peer: list[int] = []
+    signals.subscribe(everything.append)
+    signals.subscribe_local(local.append)
+    signals.subscribe_peer(peer.append)
+    signals.peer(2)
+    signals.committed(2)  # the database's announcement of the same commit
+    signals.local(4)
+    signals.local(3)  # an older batch answered late: still passed on, not told again
+    signals.committed(None)
+    signals.committed(None)
+    assert everything == [2, 4, None, None] and local == [4, 3] and peer == [2]
