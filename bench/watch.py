@@ -425,6 +425,7 @@ def serve_in_process(streams: Sequence[int], grpc_stack: bool) -> tuple[MemoryLo
     assert len(hub) == sum(streams), "every watch is created at once"
 
     def discard() -> None:
+        clock.advance(0)  # the end of the reactor turn, when calls send what they queued
         for transport in transports:
             transport.clear()
 

@@ -68,6 +68,9 @@ class ICallConnection(Interface):
     def flush():
         """Write what was queued to the transport (deferred while input is being handled)."""
 
+    def flush_soon(call):
+        """Flush ``call`` at the end of this reactor turn, with the other calls queued in it."""
+
     def call_finished(call, code, duration):
         """The call has ended with ``code`` after ``duration`` seconds; forget it."""
 

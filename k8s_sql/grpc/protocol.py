@@ -141,6 +141,9 @@ class GRPCProtocol(Protocol):
         self._calls: dict[int, ServerCall] = {}
         # Calls with output waiting for flow-control window or transport room, in turn order.
         self._waiting: dict[ServerCall, None] = {}
+        #: Calls whose queued messages go out at the end of this reactor turn.
+        self._sending: dict[ServerCall, None] = {}
+        self._send_timer: IDelayedCall | None = None
         self._peer: Any = None
         self._paused = False
         self._receiving = False
@@ -241,7 +244,10 @@ class GRPCProtocol(Protocol):
         for timer in (self._abort_timer, self._keepalive):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._abort_timer = self._keepalive = None
+        if self._send_timer is not None and self._send_timer.active():
+            self._send_timer.cancel()
+        self._abort_timer = self._keepalive = self._send_timer = None
+        self._sending.clear()
         self._stall.stop()
         for call in list(self._calls.values()):
             call.connection_lost()
@@ -339,6 +345,26 @@ class GRPCProtocol(Protocol):
         self._h2.send_data(stream_id, data)
         self._inspector.data_sent += 1
 
+    def flush_soon(self, call: ServerCall) -> None:
+        """Flush ``call`` at the end of this reactor turn, together with the other calls that
+        queued messages in it: a call's messages of one turn share DATA frames, and the
+        connection's output one write."""
+        self._sending[call] = None
+        if self._send_timer is None:
+            self._send_timer = self._clock.callLater(0, self._send_queued)
+
+    def _send_queued(self) -> None:
+        self._send_timer = None
+        calls = list(self._sending)
+        self._sending.clear()
+        self._receiving = True
+        try:
+            for call in calls:
+                call.flush()
+        finally:
+            self._receiving = False
+        self.flush()
+
     def wait_for_room(self, call: ServerCall) -> None:
         """Flush ``call`` once its stream may send again, in turn with the others waiting."""
         self._waiting[call] = None
@@ -368,6 +394,7 @@ class GRPCProtocol(Protocol):
         """Forget ``call``; close the connection if it was the last one of a drain."""
         del self._calls[call.stream_id]
         self._waiting.pop(call, None)
+        self._sending.pop(call, None)
         self.factory._call_finished(call.method, code, duration)
         if self._draining:
             self._close_if_idle()

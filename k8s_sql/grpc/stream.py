@@ -151,13 +151,20 @@ class ServerCall:
         return self._receiver
 
     def send(self, message: Any) -> Deferred[None]:
-        """Queue a response message; the result fires once the client has room for it."""
+        """Queue a response message; the result fires once the client has room for it.
+
+        The messages a call queues in one reactor turn go out together at its end, in as
+        few DATA frames as fit; once more than the send buffer waits, at once.
+        """
         if self._state is not _OPEN:
             raise CancelledError(f"the call {self.method} has ended")
         if self._method.kind in _RETURNS_RESPONSE:
             raise RuntimeError(f"{self.method} answers with its handler's return value, not send()")
         self._queue(self._method.serialize(message))
-        self.flush()
+        if self._out_bytes <= self._limits.send_buffer:
+            self._conn.flush_soon(self)
+            return succeed(None)
+        self.flush()  # a full buffer goes out now, as far as the windows allow
         if self._out_bytes <= self._limits.send_buffer or self._state is not _OPEN:
             return succeed(None)
         drained: Deferred[None] = Deferred(self._cancel_drain)
@@ -365,6 +372,8 @@ class ServerCall:
                 chunk = out[0]
                 if len(chunk) <= size:
                     out.popleft()
+                    if out and len(chunk) + len(out[0]) <= size:
+                        chunk = self._coalesce(chunk, size)
                     self._partial = False
                 else:
                     view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
@@ -380,6 +389,16 @@ class ServerCall:
         if not self._out and self._trailers is not None:
             self._send_trailers()
         conn.flush()
+
+    def _coalesce(self, first: bytes | memoryview, size: int) -> bytes:
+        """``first`` and the whole messages after it that fit in one DATA frame of ``size``."""
+        out = self._out
+        parts = [first]
+        total = len(first)
+        while out and total + len(out[0]) <= size:
+            total += len(out[0])
+            parts.append(out.popleft())
+        return b"".join(parts)
 
     def _finish(self, code: StatusCode, message: str) -> None:
         """The handler is done: send the status after any buffered output."""

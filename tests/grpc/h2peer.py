@@ -20,6 +20,7 @@ from h2.events import (
 from h2.settings import SettingCodes
 from hyperframe.frame import Frame, HeadersFrame
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from k8s_sql.grpc.protocol import GRPCProtocol, GRPCServerFactory
@@ -95,6 +96,7 @@ class Peer:
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         self.protocol: GRPCProtocol = factory.buildProtocol(self.transport.getPeer())
         self.protocol.makeConnection(self.transport)
+        self.reactor = factory.reactor
         self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
         self.auto_window = auto_window
         self.events: list[Event] = []
@@ -127,6 +129,7 @@ class Peer:
         """Read what the server wrote and answer h2-level duties (ACKs, window updates),
         until the server has nothing more to say."""
         events: list[Event] = []
+        self.end_turn()
         while data := self.transport.value():
             self.transport.clear()
             received = self.h2.receive_data(data)
@@ -134,8 +137,14 @@ class Peer:
                 self._record(event)
             events.extend(received)
             self.flush()
+            self.end_turn()
         self.events.extend(events)
         return events
+
+    def end_turn(self) -> None:
+        """End the reactor's turn: calls send the messages they queued in it."""
+        if isinstance(self.reactor, Clock):
+            self.reactor.advance(0)
 
     def raw_frames(self) -> list[Frame]:
         """Read what the server wrote as frames, bypassing the client state machine.
@@ -144,6 +153,7 @@ class Peer:
         sends on the streams it accepted.  Header blocks are decoded (as ``headers``)
         with the client's HPACK decoder, so the two stay in step.
         """
+        self.end_turn()
         data = memoryview(self.transport.value())
         self.transport.clear()
         frames = []

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated, PingAckReceived
+from h2.events import ConnectionTerminated, DataReceived, PingAckReceived
 from h2.settings import SettingCodes
 from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
 from twisted.internet.defer import CancelledError
@@ -391,6 +391,19 @@ def test_response_waits_for_the_stream_window(factory: GRPCServerFactory, servic
         peer.flush()
         response = peer.response(stream)
     assert response.messages() == [b"x" * 100] * 2000 and service.sent == 2000
+
+
+def test_messages_queued_in_one_turn_share_data_frames(peer: Peer) -> None:
+    small = peer.call(SERVICE + "Count", message(b"10:100"))
+    large = peer.call(SERVICE + "Count", message(b"100:1000"))
+    frames = {
+        stream: [event.flow_controlled_length for event in peer.events if isinstance(event, DataReceived) and event.stream_id == stream]
+        for stream in (small, large)
+    }
+    assert frames[small] == [10 * 105]
+    assert len(frames[large]) < 10 and max(frames[large]) <= 16384  # whole messages up to the frame size
+    assert peer.response(small).messages() == [b"x" * 100] * 10
+    assert peer.response(large).messages() == [b"x" * 1000] * 100
 
 
 def test_connection_window_is_shared_between_streams(factory: GRPCServerFactory) -> None:
