@@ -84,12 +84,14 @@ def run_load(load: Sequence[str], endpoint: str, op: str, share: float = 1.0) ->
     count, extra = SHAPES[op]
     total = str(max(int(int(count) * share), 1))
     command = [*load, "-endpoints", endpoint, "-op", op, "-clients", "32", "-conns", "4", "-total", total, *extra]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=1800).stdout
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    output = finished.stdout
     for line in output.splitlines():
         if line.startswith("RESULT"):
             fields = dict(part.split("=", 1) for part in line.split()[1:])
             return Result(float(fields["ops_per_s"]), float(fields["p99_ms"]), int(fields["errors"]))
-    raise RuntimeError(f"no RESULT line from {shlex.join(command)}:\n{output}")
+    exit_status = finished.returncode
+    raise RuntimeError(f"no RESULT line from {shlex.join(command)} (exit {exit_status}):\n{output}{finished.stderr}")
 
 
 def table(targets: Sequence[Target], ops: Sequence[str], results: dict[tuple[str, str], Result]) -> str:
