@@ -146,7 +146,9 @@ class GRPCProtocol(Protocol):
         self._send_timer: IDelayedCall | None = None
         self._peer: Any = None
         self._paused = False
-        self._receiving = False
+        #: While a batch of work runs (received data, or the calls sending at a turn's end),
+        #: what h2 produces is written once, at its end.
+        self._batching = False
         self._closed = False
         self._unacked = 0
         self._draining = False
@@ -212,7 +214,7 @@ class GRPCProtocol(Protocol):
             return
         if self._paused:
             self._read_unanswered(len(data))
-        self._receiving = True
+        self._batching = True
         try:
             try:
                 events = self._h2.receive_data(data)
@@ -235,7 +237,7 @@ class GRPCProtocol(Protocol):
                     if self._closed:
                         return
         finally:
-            self._receiving = False
+            self._batching = False
         self.flush()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -357,12 +359,12 @@ class GRPCProtocol(Protocol):
         self._send_timer = None
         calls = list(self._sending)
         self._sending.clear()
-        self._receiving = True
+        self._batching = True
         try:
             for call in calls:
                 call.flush()
         finally:
-            self._receiving = False
+            self._batching = False
         self.flush()
 
     def wait_for_room(self, call: ServerCall) -> None:
@@ -384,8 +386,8 @@ class GRPCProtocol(Protocol):
         return stream is not None and not stream.closed
 
     def flush(self) -> None:
-        """Hand what h2 has produced to the transport (once per batch of received data)."""
-        if not self._receiving:
+        """Hand what h2 has produced to the transport (once per batch, while one runs)."""
+        if not self._batching:
             data = self._h2.data_to_send()
             if data:
                 self.transport.write(data)
