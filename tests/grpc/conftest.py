@@ -1,12 +1,37 @@
-"""Fixtures for the gRPC transport tests: throwaway certificates and test-server processes."""
+"""Fixtures for the gRPC transport tests: an in-memory server factory on a Clock, throwaway
+certificates and test-server processes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from twisted.internet.task import Clock
 
+from k8s_sql.grpc.protocol import GRPCServerFactory
+from tests.grpc.service import TestService, make_factory
 from tests.grpc.support import Certificates, ServerProcess, make_certificates, stop_cleanly
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def server(clock: Clock) -> tuple[GRPCServerFactory, TestService]:
+    """A server factory with the test service, on ``clock``; a module may override it."""
+    return make_factory(clock)
+
+
+@pytest.fixture
+def factory(server: tuple[GRPCServerFactory, TestService]) -> GRPCServerFactory:
+    return server[0]
+
+
+@pytest.fixture
+def service(server: tuple[GRPCServerFactory, TestService]) -> TestService:
+    return server[1]
 
 
 @pytest.fixture(scope="session")

@@ -46,11 +46,6 @@ CALM = ErrorCodes.ENHANCE_YOUR_CALM
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def seen() -> list[str]:
     """The kinds the server reported to its abuse observer."""
     return []
@@ -59,16 +54,6 @@ def seen() -> list[str]:
 @pytest.fixture
 def server(clock: Clock, seen: list[str]) -> tuple[GRPCServerFactory, TestService]:
     return make_factory(clock, abuse_observer=seen.append)
-
-
-@pytest.fixture
-def factory(server: tuple[GRPCServerFactory, TestService]) -> GRPCServerFactory:
-    return server[0]
-
-
-@pytest.fixture
-def service(server: tuple[GRPCServerFactory, TestService]) -> TestService:
-    return server[1]
 
 
 @pytest.fixture

@@ -33,26 +33,6 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def server(clock: Clock) -> tuple[GRPCServerFactory, TestService]:
-    return make_factory(clock)
-
-
-@pytest.fixture
-def factory(server: tuple[GRPCServerFactory, TestService]) -> GRPCServerFactory:
-    return server[0]
-
-
-@pytest.fixture
-def service(server: tuple[GRPCServerFactory, TestService]) -> TestService:
-    return server[1]
-
-
-@pytest.fixture
 def peer(factory: GRPCServerFactory) -> Peer:
     return Peer(factory)
 
@@ -396,8 +376,9 @@ def test_response_waits_for_the_stream_window(factory: GRPCServerFactory, servic
 def test_messages_queued_in_one_turn_share_data_frames(peer: Peer) -> None:
     small = peer.call(SERVICE + "Count", message(b"10:100"))
     large = peer.call(SERVICE + "Count", message(b"100:1000"))
+    data = [event for event in peer.events if isinstance(event, DataReceived)]
     frames = {
-        stream: [event.flow_controlled_length for event in peer.events if isinstance(event, DataReceived) and event.stream_id == stream]
+        stream: [event.flow_controlled_length for event in data if event.stream_id == stream]
         for stream in (small, large)
     }
     assert frames[small] == [10 * 105]
