@@ -86,48 +86,47 @@ def test_the_push_channel_announces_until_stopped() -> None:
     assert channel.stopped
 
 
+class Heard:
+    """What each kind of subscriber of ``signals`` heard, with the local and peer unsubscribers."""
+
+    def __init__(self, signals: CommitSignals) -> None:
+        self.everything: list[int | None] = []
+        self.local: list[int] = []
+        self.peer: list[int] = []
+        signals.subscribe(self.everything.append)
+        self.leave_local = signals.subscribe_local(self.local.append)
+        self.leave_peer = signals.subscribe_peer(self.peer.append)
+
+
 def test_local_commits_reach_local_observers_and_others_do_not() -> None:
     signals = CommitSignals(Clock())
-    everything: list[int | None] = []
-    local: list[int] = []
-    signals.subscribe(everything.append)
-    leave = signals.subscribe_local(local.append)
+    heard = Heard(signals)
     signals.local(2)
     signals.committed(3)  # from another process: not to be passed on again
     signals.committed(None)
-    leave()
+    heard.leave_local()
     signals.local(4)
-    assert everything == [2, 3, None, 4] and local == [2]
+    assert heard.everything == [2, 3, None, 4] and heard.local == [2] and heard.peer == []
 
 
 def test_peers_signals_reach_every_observer_and_the_peer_ones_but_not_the_local_ones() -> None:
     signals = CommitSignals(Clock())
-    everything: list[int | None] = []
-    local: list[int] = []
-    peer: list[int] = []
-    signals.subscribe(everything.append)
-    signals.subscribe_local(local.append)
-    leave = signals.subscribe_peer(peer.append)
+    heard = Heard(signals)
     signals.peer(2)
     signals.local(3)
     signals.committed(4)  # from this server's other processes, the database or a poll
-    leave()
+    heard.leave_peer()
     signals.peer(5)
-    assert everything == [2, 3, 4, 5] and local == [3] and peer == [2]
+    assert heard.everything == [2, 3, 4, 5] and heard.local == [3] and heard.peer == [2]
 
 
 def test_observers_hear_a_revision_once_whichever_sources_name_it() -> None:
     signals = CommitSignals(Clock())
-    everything: list[int | None] = []
-    local: list[int] = []
-    peer: list[int] = []
-    signals.subscribe(everything.append)
-    signals.subscribe_local(local.append)
-    signals.subscribe_peer(peer.append)
+    heard = Heard(signals)
     signals.peer(2)
     signals.committed(2)  # the database's announcement of the same commit
     signals.local(4)
     signals.local(3)  # an older batch answered late: still passed on, not told again
     signals.committed(None)
     signals.committed(None)
-    assert everything == [2, 4, None, None] and local == [4, 3] and peer == [2]
+    assert heard.everything == [2, 4, None, None] and heard.local == [4, 3] and heard.peer == [2]
