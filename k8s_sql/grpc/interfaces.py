@@ -66,7 +66,8 @@ class ICallConnection(Interface):
         """Whether the client may still send on the stream."""
 
     def flush():
-        """Write what was queued to the transport (deferred while input is being handled)."""
+        """Write what was queued to the transport (deferred while a batch runs: received
+        input, or the calls sending at a turn's end)."""
 
     def flush_soon(call):
         """Flush ``call`` at the end of this reactor turn, with the other calls queued in it."""

@@ -243,11 +243,9 @@ class GRPCProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel every call still running and forget the connection."""
         self._closed = True
-        for timer in (self._abort_timer, self._keepalive):
+        for timer in (self._abort_timer, self._keepalive, self._send_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        if self._send_timer is not None and self._send_timer.active():
-            self._send_timer.cancel()
         self._abort_timer = self._keepalive = self._send_timer = None
         self._sending.clear()
         self._stall.stop()

@@ -372,7 +372,7 @@ class ServerCall:
                 chunk = out[0]
                 if len(chunk) <= size:
                     out.popleft()
-                    if out and len(chunk) + len(out[0]) <= size:
+                    if out:
                         chunk = self._coalesce(chunk, size)
                     self._partial = False
                 else:
@@ -390,7 +390,7 @@ class ServerCall:
             self._send_trailers()
         conn.flush()
 
-    def _coalesce(self, first: bytes | memoryview, size: int) -> bytes:
+    def _coalesce(self, first: bytes | memoryview, size: int) -> bytes | memoryview:
         """``first`` and the whole messages after it that fit in one DATA frame of ``size``."""
         out = self._out
         parts = [first]
@@ -398,7 +398,7 @@ class ServerCall:
         while out and total + len(out[0]) <= size:
             total += len(out[0])
             parts.append(out.popleft())
-        return b"".join(parts)
+        return first if len(parts) == 1 else b"".join(parts)
 
     def _finish(self, code: StatusCode, message: str) -> None:
         """The handler is done: send the status after any buffered output."""
